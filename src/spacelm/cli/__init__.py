@@ -1,0 +1,1 @@
+"""The ``spacelm`` command line (typer + rich). Nothing imports this package."""

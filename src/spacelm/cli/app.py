@@ -1,0 +1,125 @@
+"""``spacelm``: one command line for every stage. Each command is a thin wrapper over a library call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="spacelm: spatial language models (SpatialLM and MetaSpatial reproductions).")
+layout_app = typer.Typer(no_args_is_help=True, help="Work with layout text files.")
+app.add_typer(layout_app, name="layout")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@layout_app.command("check")
+def layout_check(
+    files: Annotated[list[Path], typer.Argument(help="Layout .txt files to check.", exists=True,
+                                                dir_okay=False)],
+    bins: Annotated[Optional[int], typer.Option(help="Check the integer (quantised) form with this many bins.")] = None,
+) -> None:
+    """Parse layout files and print every problem with its line; exit 1 if any file has one."""
+    from spacelm.scene.language import parse_layout
+    from spacelm.scene.quantize import Quantizer
+
+    quantizer = Quantizer(bins) if bins else None
+    failed = 0
+    for path in files:
+        result = parse_layout(path.read_text(encoding="utf-8"), quantizer, source=str(path))
+        layout = result.layout
+        summary = (f"{len(layout.walls)} walls, {len(layout.doors)} doors, {len(layout.windows)} windows, "
+                   f"{len(layout.boxes)} boxes")
+        if result.diagnostics:
+            failed += 1
+            console.print(f"[red]✗[/red] {path}: {summary}, {len(result.diagnostics)} problem(s)")
+            for d in result.diagnostics:
+                console.print(f"    {escape(str(path))}:{d.line}: [yellow]{d.kind}[/yellow]: "
+                              f"{escape(d.reason)}: {escape(repr(d.text))}", highlight=False, soft_wrap=True)
+        else:
+            console.print(f"[green]✓[/green] {path}: {summary}")
+    if failed:
+        raise typer.Exit(code=1)
+
+
+@app.command("eval")
+def eval_command(
+    gt: Annotated[Path, typer.Option(help="Folder of ground-truth <id>.txt layouts (metric).")],
+    pred: Annotated[Path, typer.Option(help="Folder of predicted <id>.txt layouts; missing ones count as empty.")],
+    metadata: Annotated[Optional[Path], typer.Option(help="CSV with an 'id' column: the scenes to score.")] = None,
+    label_mapping: Annotated[Optional[Path], typer.Option(help="TSV mapping box labels (e.g. SpatialLM's benchmark_categories.tsv).")] = None,
+    label_from: Annotated[str, typer.Option(help="Source column / label set.")] = "spatiallm59",
+    label_to: Annotated[Optional[str], typer.Option(help="Target column / label set, e.g. spatiallm20. Without --label-mapping a built-in table is used.")] = None,
+    compat: Annotated[bool, typer.Option(help="Reproduce SpatialLM eval.py's geometry bugs (to compare with published numbers).")] = False,
+    output: Annotated[Optional[Path], typer.Option(help="Write per-class and per-scene figures to this JSON file.")] = None,
+) -> None:
+    """Score predicted layouts against ground truth with SpatialLM's F1 metric (IoU 0.25 and 0.5)."""
+    import warnings
+
+    from spacelm.evaluate import evaluate_dirs
+    from spacelm.scene.categories import label_mapping as builtin_mapping
+    from spacelm.scene.categories import load_label_mapping
+
+    if label_mapping is not None:
+        mapping = load_label_mapping(label_mapping, label_from, label_to or "spatiallm20")
+    elif label_to is not None:
+        mapping = builtin_mapping(label_from, label_to)
+    else:
+        mapping = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result, loaded = evaluate_dirs(gt, pred, metadata=metadata, label_map=mapping, compat=compat)
+    for w in caught:
+        err_console.print(f"[yellow]warning:[/yellow] {escape(str(w.message))}", soft_wrap=True)
+    for scene_id, diagnostics in loaded.prediction_diagnostics.items():
+        err_console.print(f"[yellow]warning:[/yellow] {scene_id}: {len(diagnostics)} bad line(s) in the "
+                          f"prediction, first: {escape(str(diagnostics[0]))}", soft_wrap=True)
+    _print_eval_table(result, len(loaded.scenes), compat)
+    if output is not None:
+        from spacelm.io import atomic_write_text
+
+        import json
+
+        atomic_write_text(output, json.dumps(result.to_dict(), indent=2) + "\n")
+        console.print(f"wrote {output}")
+
+
+def _print_eval_table(result, num_scenes: int, compat: bool) -> None:
+    from rich.table import Table
+
+    layout_classes = [c for c in result.classes if c in ("wall", "door", "window")]
+    object_classes = [c for c in result.classes if c not in layout_classes]
+    mode = "SpatialLM-compatible geometry" if compat else "correct geometry"
+    for title, names in (("layout", layout_classes), ("objects", object_classes)):
+        if not names:
+            continue
+        table = Table(title=f"{title}: F1 over {num_scenes} scenes ({mode})")
+        table.add_column("class")
+        for t in result.thresholds:
+            table.add_column(f"F1@{t:.2f}", justify="right")
+        table.add_column("scenes", justify="right")
+        for name in names:
+            scenes = sum(1 for counts in result.per_scene.values() if name in counts)
+            table.add_row(name, *(_pct(result.scores[name][t]) for t in result.thresholds), str(scenes))
+        table.add_section()
+        table.add_row("mean", *(_pct(_nanmean([result.scores[n][t] for n in names]))
+                                for t in result.thresholds), "")
+        console.print(table)
+
+
+def _pct(value: float) -> str:
+    return "-" if value != value else f"{100 * value:.1f}"
+
+
+def _nanmean(values: list[float]) -> float:
+    kept = [v for v in values if v == v]
+    return sum(kept) / len(kept) if kept else float("nan")
+
+
+def main() -> None:
+    app()

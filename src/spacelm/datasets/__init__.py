@@ -1,0 +1,1 @@
+"""Datasets for spacelm: the embedded procedural rooms (``synthetic``) and loaders for public data."""

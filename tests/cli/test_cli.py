@@ -1,0 +1,49 @@
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from spacelm.cli.app import app
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "layouts"
+runner = CliRunner()
+
+
+def test_eval_prints_tables_and_writes_json(tmp_path):
+    out = tmp_path / "eval.json"
+    result = runner.invoke(app, ["eval", "--gt", str(EXAMPLES / "gt"), "--pred", str(EXAMPLES / "pred"),
+                                 "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "wall" in result.output and "58.3" in result.output
+    assert "room_c" in result.output  # the missing prediction is named
+    data = json.loads(out.read_text())
+    assert data["scores"]["nightstand"] == {"0.25": 1.0, "0.5": 0.0}
+    assert data["scenes"]["room_b"]["wall"]["0.25"]["tp"] == 3
+
+
+def test_eval_with_builtin_label_mapping_drops_unmapped_classes(tmp_path):
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    gt.mkdir(), pred.mkdir()
+    (gt / "s.txt").write_text("bbox_0=Bbox(dining_chair,1,1,0.4,0,0.5,0.5,0.8)\n"
+                              "bbox_1=Bbox(pillow,2,2,0.5,0,0.5,0.3,0.2)\n")
+    (pred / "s.txt").write_text("bbox_0=Bbox(chair,1,1,0.4,0,0.5,0.5,0.8)\n")
+    result = runner.invoke(app, ["eval", "--gt", str(gt), "--pred", str(pred), "--label-to", "spatiallm20",
+                                 "--output", str(tmp_path / "e.json")])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "e.json").read_text())
+    assert data["classes"] == ["chair"]  # dining_chair -> chair matches; pillow has no counterpart
+    assert data["scores"]["chair"]["0.5"] == 1.0
+
+
+def test_layout_check_exit_codes(tmp_path):
+    good = runner.invoke(app, ["layout", "check", str(EXAMPLES / "gt" / "room_a.txt")])
+    assert good.exit_code == 0 and "4 walls" in good.output
+    bad_file = tmp_path / "bad.txt"
+    bad_file.write_text("wall_0=Wall(0,0,0,4,0,0,2.5,0)\ndoor_0=Door(wall_2,1,0,1,0.9,2)\n")
+    bad = runner.invoke(app, ["layout", "check", str(bad_file)])
+    assert bad.exit_code == 1
+    assert "bad.txt:2: dangling_wall" in bad.output
+    quantised = tmp_path / "q.txt"
+    quantised.write_text("wall_0=Wall(0,0,0,160,0,0,125,0)\n")
+    assert runner.invoke(app, ["layout", "check", "--bins", "1280", str(quantised)]).exit_code == 0
+    assert runner.invoke(app, ["layout", "check", "--bins", "100", str(quantised)]).exit_code == 1
