@@ -47,3 +47,26 @@ def test_layout_check_exit_codes(tmp_path):
     quantised.write_text("wall_0=Wall(0,0,0,160,0,0,125,0)\n")
     assert runner.invoke(app, ["layout", "check", "--bins", "1280", str(quantised)]).exit_code == 0
     assert runner.invoke(app, ["layout", "check", "--bins", "100", str(quantised)]).exit_code == 1
+
+
+def test_data_synth_then_stats(tmp_path):
+    out = tmp_path / "rooms"
+    result = runner.invoke(app, ["data", "synth", "--rooms", "2", "--output", str(out), "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert "samples: 2" in result.output
+    stats = runner.invoke(app, ["data", "stats", str(out)])
+    assert stats.exit_code == 0 and "by source: synth" in stats.output
+
+
+def test_user_errors_are_one_line_with_exit_code_2(tmp_path):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-c", "from spacelm.cli.app import main; main()", "data", "convert",
+           "--source", "nope", "--input", str(tmp_path), "--output", str(tmp_path / "o")]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "error: unknown source 'nope'" in done.stderr and "Traceback" not in done.stderr
+    bad_shard = runner.invoke(app, ["data", "convert", "--source", "vla3d", "--input", str(tmp_path),
+                                    "--output", str(tmp_path / "o"), "--shard", "3"])
+    assert bad_shard.exit_code == 2 and "expected I/N" in bad_shard.output

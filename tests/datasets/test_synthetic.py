@@ -6,7 +6,14 @@ import pytest
 import shapely
 
 from spacelm.datasets.synthetic import (
-    BOX_BASE, CEILING, FLOOR, WALL_BASE, SynthConfig, room_seed, synth_layout, synth_room,
+    BOX_BASE,
+    CEILING,
+    FLOOR,
+    WALL_BASE,
+    SynthConfig,
+    room_seed,
+    synth_layout,
+    synth_room,
     synth_rooms,
 )
 from spacelm.datasets.synthetic_furniture import CATALOGUE, ROOM_TYPES, WALL_BACKED

@@ -6,7 +6,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spacelm.scene import Door, Layout, Wall, Window
-from spacelm.scene.geometry import box_corners, box_iou_3d, opening_quads, plane_iou, wall_quads
+from spacelm.scene.geometry import (
+    box_corners,
+    box_iou_3d,
+    opening_quads,
+    plane_iou,
+    wall_quads,
+)
 
 UNIT = [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0]  # unit cube centred at the origin
 

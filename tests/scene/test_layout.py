@@ -3,7 +3,13 @@ import math
 import pytest
 
 from spacelm.scene import Box, Door, Layout, Wall, Window
-from spacelm.scene.layout import canonical_order, fold_box_yaws, rotate_z, scale, translate
+from spacelm.scene.layout import (
+    canonical_order,
+    fold_box_yaws,
+    rotate_z,
+    scale,
+    translate,
+)
 
 
 def test_canonical_order_sorts_walls_by_corners_and_remaps_openings():

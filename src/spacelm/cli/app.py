@@ -9,10 +9,12 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="spacelm: spatial language models (SpatialLM and MetaSpatial reproductions).")
 layout_app = typer.Typer(no_args_is_help=True, help="Work with layout text files.")
 app.add_typer(layout_app, name="layout")
+data_app = typer.Typer(no_args_is_help=True, help="Build training data: convert datasets, synthesise rooms.")
+app.add_typer(data_app, name="data")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -81,9 +83,9 @@ def eval_command(
                           f"prediction, first: {escape(str(diagnostics[0]))}", soft_wrap=True)
     _print_eval_table(result, len(loaded.scenes), compat)
     if output is not None:
-        from spacelm.io import atomic_write_text
-
         import json
+
+        from spacelm.io import atomic_write_text
 
         atomic_write_text(output, json.dumps(result.to_dict(), indent=2) + "\n")
         console.print(f"wrote {output}")
@@ -121,5 +123,99 @@ def _nanmean(values: list[float]) -> float:
     return sum(kept) / len(kept) if kept else float("nan")
 
 
+def _parse_shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise typer.BadParameter(f"expected I/N such as 3/64, got {text!r}") from None
+    if not (count > 0 and 0 <= index < count):
+        raise typer.BadParameter(f"need 0 <= I < N, got {text!r}")
+    return index, count
+
+
+def _print_summary(summary: dict, output: Path) -> None:
+    parts = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in summary.items())
+    console.print(f"{output}: {parts}")
+    if summary.get("failed"):
+        err_console.print(f"[yellow]warning:[/yellow] {summary['failed']} scene(s) failed; reasons in "
+                          f"{output}/errors*.jsonl (a re-run retries them)")
+
+
+@data_app.command("convert")
+def data_convert(
+    source: Annotated[str, typer.Option(help="vla3d, scannet, arkitscenes, 3rscan, matterport, hm3d, structured3d or spatiallm.")],
+    input: Annotated[Path, typer.Option(help="The source dataset's folder.")],
+    output: Annotated[Path, typer.Option(help="Output dataset folder (SpatialLM format + manifest.jsonl).")],
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    shard: Annotated[Optional[str], typer.Option(help="I/N: convert only every N-th scene from I (0-based), for many machines.")] = None,
+    label_set: Annotated[str, typer.Option(help="Box class names: nyu40 (keep all) or spatiallm59 (map, drop the rest).")] = "nyu40",
+    val_fraction: Annotated[float, typer.Option(help="Share of scenes put in the val split (by a hash of the scene).")] = 0.1,
+) -> None:
+    """Convert a dataset into room-level samples; resumable (finished scenes are skipped)."""
+    from spacelm.datasets.convert import convert_dataset
+
+    summary = convert_dataset(source, input, output, workers=workers, shard=_parse_shard(shard),
+                              label_set=label_set, val_fraction=val_fraction)
+    _print_summary(summary, output)
+
+
+@data_app.command("synth")
+def data_synth(
+    rooms: Annotated[int, typer.Option(help="Number of rooms.")],
+    output: Annotated[Path, typer.Option(help="Output dataset folder.")],
+    seed: Annotated[int, typer.Option(help="Room i is generated from (seed, i): reproducible one by one.")] = 0,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    val_fraction: Annotated[float, typer.Option(help="Share of rooms put in the val split.")] = 0.1,
+) -> None:
+    """Synthesise procedural rooms (rectangular and L-shaped, doors, windows, furniture) with points."""
+    from spacelm.datasets.convert import synthesize_dataset
+
+    summary = synthesize_dataset(output, rooms, seed=seed, workers=workers, val_fraction=val_fraction)
+    _print_summary(summary, output)
+
+
+@data_app.command("stats")
+def data_stats(folder: Annotated[Path, typer.Argument(help="A dataset folder.", exists=True, file_okay=False)]) -> None:
+    """Samples, entities, classes and drop reasons of a dataset folder."""
+    from rich.table import Table
+
+    from spacelm.datasets.store import dataset_stats
+
+    stats = dataset_stats(folder)
+    table = Table(title=f"{folder}")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for key in ("samples", "points", "walls", "doors", "windows", "boxes", "failed_scenes"):
+        table.add_row(key.replace("_", " "), f"{stats[key]:,}")
+    for group in ("by_source", "by_split", "dropped"):
+        for name, count in stats[group].items():
+            table.add_row(f"{group.replace('_', ' ')}: {name}", f"{count:,}")
+    console.print(table)
+    top = ", ".join(f"{name} {count}" for name, count in list(stats["classes"].items())[:25])
+    console.print(f"classes ({len(stats['classes'])}): {top}", soft_wrap=True)
+
+
+@data_app.command("finalize")
+def data_finalize(
+    folder: Annotated[Path, typer.Argument(help="A dataset folder.", exists=True, file_okay=False)],
+    val_fraction: Annotated[float, typer.Option(help="Share of scenes put in the val split.")] = 0.1,
+) -> None:
+    """Rewrite split.csv and the ShareGPT JSON files from every shard's manifest."""
+    from spacelm.datasets.store import finalize
+
+    counts = finalize(folder, val_fraction=val_fraction)
+    console.print(f"{folder}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+# Errors that mean "your input is wrong": shown as one line naming the file/field, exit code 2.
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError)
+
+
 def main() -> None:
-    app()
+    try:
+        app()
+    except USER_ERRORS as e:
+        err_console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
+        raise SystemExit(2) from None

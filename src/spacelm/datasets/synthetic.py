@@ -42,7 +42,13 @@ import numpy as np
 import shapely
 
 from spacelm.datasets.synthetic_furniture import (
-    CATALOGUE, CEILING_COLOUR, FLOOR_COLOURS, GLASS_COLOUR, ROOM_TYPES, WALL_BACKED, WALL_COLOURS,
+    CATALOGUE,
+    CEILING_COLOUR,
+    FLOOR_COLOURS,
+    GLASS_COLOUR,
+    ROOM_TYPES,
+    WALL_BACKED,
+    WALL_COLOURS,
 )
 from spacelm.scene.entities import Box, Door, Wall, Window
 from spacelm.scene.layout import Layout

@@ -24,7 +24,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from spacelm.scene.entities import ENTITY_BY_KEYWORD, ENTITY_TYPES, Box, Door, Wall, Window
+from spacelm.scene.entities import (
+    ENTITY_BY_KEYWORD,
+    ENTITY_TYPES,
+    Box,
+    Door,
+    Wall,
+    Window,
+)
 from spacelm.scene.layout import Layout
 from spacelm.scene.quantize import Quantizer
 
@@ -245,6 +252,49 @@ def _build_layout(parsed, wall_alias: dict[int, int], diagnostics: list[Diagnost
             entities.append(etype(*values))
         groups[etype] = entities
     return Layout(groups[Wall], groups[Door], groups[Window], groups[Box])
+
+
+# ---------------------------------------------------------------------------------------------
+# Prompt text
+
+# SpatialLM's prompt names some fields differently from our dataclasses.
+_PROMPT_FIELD_NAMES = {"x": "position_x", "y": "position_y", "z": "position_z", "label": "class"}
+TASKS = {"all": "walls, doors, windows, boxes", "arch": "walls, doors, windows", "object": "boxes"}
+
+
+def code_template() -> str:
+    """The "reference code" shown to the model: one ``@dataclass`` per entity, SpatialLM's text exactly.
+
+    >>> print(code_template().split("\\n\\n")[1])
+    @dataclass
+    class Door:
+        wall_id: str
+        position_x: int
+        position_y: int
+        position_z: int
+        width: int
+        height: int
+    """
+    blocks = []
+    for etype in ENTITY_TYPES:
+        lines = [f"    {_PROMPT_FIELD_NAMES.get(name, name)}: {'str' if kind in ('label', 'wall_ref') else 'int'}"
+                 for name, kind in etype.FIELDS]
+        blocks.append("@dataclass\n" + f"class {etype.keyword}:\n" + "\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def task_instruction(task: str = "all", categories: list[str] | None = None) -> str:
+    """SpatialLM's request: ``Detect walls, doors, windows, boxes. The reference code is as followed: ...``.
+
+    ``task`` is ``all``, ``arch`` or ``object``; ``categories`` replaces "boxes" by a list of labels
+    (``["bed", "nightstand"]`` -> "Detect bed, nightstand.").
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}")
+    what = TASKS[task]
+    if categories:
+        what = what.replace("boxes", ", ".join(categories))
+    return f"Detect {what}. The reference code is as followed: {code_template()}"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ larger than 32 m would otherwise be squashed against the border without a word).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
