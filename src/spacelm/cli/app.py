@@ -209,6 +209,20 @@ def data_finalize(
     console.print(f"{folder}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
+@app.command("viz")
+def viz_command(
+    points: Annotated[Path, typer.Option(help="Point cloud (.ply, .npy or .bin).")],
+    layout: Annotated[Path, typer.Option(help="Ground-truth (or any) layout .txt.")],
+    out: Annotated[Path, typer.Option(help="Output .html (self-contained viewer) or .rrd (rerun recording).")],
+    pred: Annotated[Optional[Path], typer.Option(help="A predicted layout, drawn in a second colour.")] = None,
+) -> None:
+    """Write a viewer of a point cloud with its layout (and a prediction) as HTML or a rerun recording."""
+    from spacelm.viz import visualize
+
+    path = visualize(points, layout, pred, out_path=out)
+    console.print(f"wrote {path}")
+
+
 # Errors that mean "your input is wrong": shown as one line naming the file/field, exit code 2.
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError)
 
