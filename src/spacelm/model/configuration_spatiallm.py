@@ -1,0 +1,72 @@
+"""``SpatialLMConfig``: a composite transformers config, point encoder + projector + any causal LM.
+
+The language model is described by ``text_config`` (any ``AutoConfig`` causal LM: Qwen2 by default,
+Llama, ...), the encoder by ``point_config`` (a ``PointEncoderConfig.to_dict()``; its ``num_bins`` is
+the voxel grid of the point transforms and the bin count of the layout text). The three point-token
+ids are those of ``<|point_start|>``, ``<|point_pad|>`` and ``<|point_end|>`` in the tokenizer;
+``SpatialLMForCausalLM.from_base_lm`` adds the tokens and fills them in.
+
+``model_type`` is ``spacelm_spatiallm``, distinct from SpatialLM's own ``spatiallm_qwen`` /
+``spatiallm_llama`` (whose configs subclass the LM config and store the LM keys flat).
+
+>>> cfg = SpatialLMConfig(text_config={"model_type": "qwen2", "hidden_size": 64, "num_hidden_layers": 2,
+...                                    "num_attention_heads": 4, "num_key_value_heads": 2,
+...                                    "intermediate_size": 128, "vocab_size": 300})
+>>> type(cfg.text_config).__name__, cfg.point_encoder_config.num_bins, cfg.projector
+('Qwen2Config', 1280, 'linear')
+"""
+
+from __future__ import annotations
+
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+from spacelm.model.point_encoder import PointEncoderConfig
+
+PROJECTORS = ("linear", "mlp")
+DEFAULT_TEXT_MODEL_TYPE = "qwen2"
+
+
+class SpatialLMConfig(PreTrainedConfig):
+    """Configuration of ``SpatialLMForCausalLM``.
+
+    ``text_config``: a causal-LM config or its dict (``model_type`` defaults to ``qwen2``).
+    ``point_config``: ``PointEncoderConfig`` fields as a dict (defaults: SpatialLM v1.0 encoder shape
+    at 1280 bins). ``projector``: ``"linear"`` (Linear(D, hidden), SpatialLM v1.0) or ``"mlp"``
+    (Linear(D, D) -> GELU -> Linear(D, hidden)); D is the encoder's ``embed_dim``.
+    """
+
+    model_type = "spacelm_spatiallm"
+    # The classic dict form: recent 5.x releases wrap it in ``SubConfigSpec`` objects, older ones read it
+    # as is; we build ``text_config`` ourselves in ``__post_init__`` so both behave the same.
+    sub_configs = {"text_config": AutoConfig}
+
+    text_config: dict | PreTrainedConfig | None = None
+    point_config: dict | None = None
+    projector: str = "linear"
+    point_start_token_id: int | None = None
+    point_end_token_id: int | None = None
+    point_token_id: int | None = None
+
+    def __post_init__(self, **kwargs):
+        if self.text_config is None:
+            self.text_config = CONFIG_MAPPING[DEFAULT_TEXT_MODEL_TYPE]()
+        elif isinstance(self.text_config, dict):
+            text = dict(self.text_config)
+            model_type = text.pop("model_type", DEFAULT_TEXT_MODEL_TYPE)
+            self.text_config = CONFIG_MAPPING[model_type](**text)
+        # Round-trip through the dataclass: fills defaults and rejects unknown keys or a bad backend.
+        self.point_config = PointEncoderConfig.from_dict(self.point_config or {}).to_dict()
+        if self.projector not in PROJECTORS:
+            raise ValueError(f"projector must be one of {PROJECTORS}, got {self.projector!r}")
+        super().__post_init__(**kwargs)
+
+    @property
+    def point_encoder_config(self) -> PointEncoderConfig:
+        """``point_config`` as the encoder's dataclass."""
+        return PointEncoderConfig.from_dict(self.point_config)
+
+    @property
+    def num_bins(self) -> int:
+        """Voxel grid size per axis, shared by the point transforms and the layout quantizer."""
+        return self.point_config["num_bins"]

@@ -1,0 +1,307 @@
+"""``SpatialLMForCausalLM``: point encoder + projector + any causal LM, merged LLaVA-style.
+
+The processor writes one ``<|point_pad|>`` token per encoder token into the prompt; ``forward`` embeds
+the text, runs the encoder on the batch's point clouds, projects the tokens to the LM width and
+``masked_scatter``s them into the pad positions, in order (sample 0's tokens first). The sequence
+length never changes inside ``forward``, so masks, labels and the KV cache are the LM's own business.
+SpatialLM instead splices the features in place of a single pad token and re-pads the batch, which is
+why it pins transformers <= 4.46.
+
+Point clouds are batched Pointcept-style, without padding: ``point_coords (N, 3) int64`` voxel coords of
+all clouds concatenated, ``point_batch (N,) int64`` the sample each row belongs to, ``point_features
+(N, 6) float`` (xyz metres after the positive shift, rgb in [-1, 1]). ``SpatialLMProcessor`` builds them.
+
+The encoder always holds and computes float32, also in a bf16 model (SpatialLM does the same). The
+language model is composed, not subclassed: ``language_model = AutoModelForCausalLM.from_config(...)``,
+so Qwen2, Llama or any other causal LM works unchanged; its keys sit under ``language_model.``.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor, nn
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GenerationMixin,
+    PreTrainedModel,
+)
+
+from spacelm.model.configuration_spatiallm import SpatialLMConfig
+from spacelm.model.point_encoder import PointEncoder
+
+POINT_START_TOKEN = "<|point_start|>"
+POINT_PAD_TOKEN = "<|point_pad|>"
+POINT_END_TOKEN = "<|point_end|>"
+POINT_TOKENS = (POINT_START_TOKEN, POINT_PAD_TOKEN, POINT_END_TOKEN)
+POINT_INPUTS = ("point_coords", "point_features", "point_batch")
+
+
+def build_projector(kind: str, in_dim: int, hidden_size: int) -> nn.Module:
+    """SpatialLM's ``point_proj``: ``linear`` = Linear(D, H);
+    ``mlp`` = Linear(D, D) -> GELU -> Linear(D, H)."""
+    if kind == "linear":
+        return nn.Linear(in_dim, hidden_size)
+    if kind == "mlp":
+        return nn.Sequential(nn.Linear(in_dim, in_dim), nn.GELU(), nn.Linear(in_dim, hidden_size))
+    raise ValueError(f"projector must be 'linear' or 'mlp', got {kind!r}")
+
+
+class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
+    """Point cloud + prompt -> layout text.
+
+    >>> from spacelm.model.configuration_spatiallm import SpatialLMConfig
+    >>> cfg = SpatialLMConfig(text_config={"hidden_size": 32, "num_hidden_layers": 1,
+    ...     "num_attention_heads": 2, "num_key_value_heads": 1, "intermediate_size": 64, "vocab_size": 50},
+    ...     point_config={"channels": [8, 8, 8, 8, 8], "embed_dim": 16, "num_bins": 64}, point_token_id=3)
+    >>> model = SpatialLMForCausalLM(cfg)
+    >>> out = model(input_ids=torch.tensor([[1, 3, 3, 2]]),  # two pads for two token cells
+    ...             point_coords=torch.tensor([[0, 0, 0], [40, 3, 2]]), point_features=torch.zeros(2, 6),
+    ...             point_batch=torch.tensor([0, 0]))
+    >>> out.logits.shape
+    torch.Size([1, 4, 50])
+    """
+
+    config: SpatialLMConfig
+    config_class = SpatialLMConfig
+    base_model_prefix = ""
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    # bf16/fp16 loads keep the encoder in float32 (the non-strict list only covers fp16).
+    _keep_in_fp32_modules = ["point_encoder"]
+    _keep_in_fp32_modules_strict = ["point_encoder"]
+    _skip_keys_device_placement = ["past_key_values"]
+    # Attention lives in the language model; these only let its implementation be chosen through us.
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+
+    def __init__(self, config: SpatialLMConfig, *, language_model: PreTrainedModel | None = None) -> None:
+        super().__init__(config)
+        encoder_config = config.point_encoder_config
+        # Built float32 whatever the default dtype (from_config(dtype=bf16) sets it while we are built).
+        self.point_encoder = PointEncoder(encoder_config).float()
+        self.projector = build_projector(config.projector, encoder_config.embed_dim,
+                                         config.text_config.hidden_size)
+        if language_model is None:
+            language_model = AutoModelForCausalLM.from_config(config.text_config)
+        elif language_model.config is not config.text_config:
+            raise ValueError("language_model.config must be the config's text_config object")
+        self.language_model = language_model
+        self.post_init()
+
+    # ---- embeddings: all owned by the language model -------------------------------------------
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module | None:
+        return self.language_model.get_output_embeddings()
+
+    def set_output_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_output_embeddings(value)
+
+    def resize_token_embeddings(self, *args, **kwargs) -> nn.Embedding:
+        # config.text_config is the language model's config object, so its vocab_size follows.
+        return self.language_model.resize_token_embeddings(*args, **kwargs)
+
+    def get_decoder(self) -> nn.Module:
+        return self.language_model.get_decoder()
+
+    # ---- dtype policy ----------------------------------------------------------------------------
+
+    def _apply(self, fn, *args, **kwargs):
+        # ``model.to(torch.bfloat16)`` / ``.half()`` (or a DeepSpeed engine doing it) would cast the encoder
+        # too; it must stay float32, so undo that after any cast. Device moves are unaffected.
+        super()._apply(fn, *args, **kwargs)
+        encoder = getattr(self, "point_encoder", None)  # absent while __init__ runs
+        if encoder is not None and any(p.dtype != torch.float32 for p in encoder.parameters()):
+            encoder.float()
+        return self
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # transformers re-draws Linear/GroupNorm weights from N(0, 0.02); the encoder keeps PyTorch's own
+        # initialisation (its sparse kernels are drawn in their constructor).
+        if any(module is m for m in self.point_encoder.modules()):
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+            return
+        super()._init_weights(module)
+
+    # ---- forward ---------------------------------------------------------------------------------
+
+    def get_point_features(self, point_coords: Tensor, point_features: Tensor, point_batch: Tensor,
+                           batch_size: int) -> tuple[Tensor, Tensor]:
+        """Encode and project a batch of clouds: ``(T, hidden)`` in the projector's dtype, ``(B,)`` counts.
+
+        Tokens come sample by sample (sample 0's first), the order ``masked_scatter`` fills pad tokens in.
+        """
+        if point_features is None or point_batch is None:
+            raise ValueError("point_coords needs point_features and point_batch as well")
+        device = self.point_encoder.input_proj.weight.device
+        coords = torch.cat([point_batch.long()[:, None], point_coords.long()], dim=1).to(device)  # (N, 4)
+        encoded = self.point_encoder(coords, point_features.to(device))
+        counts = encoded.counts
+        if len(counts) > batch_size:
+            raise ValueError(f"point_batch holds sample index {len(counts) - 1} but the text batch has "
+                             f"{batch_size} rows")
+        counts = nn.functional.pad(counts, (0, batch_size - len(counts)))  # (B,): text-only rows at the end
+        proj_dtype = next(self.projector.parameters()).dtype
+        return self.projector(encoded.features.to(proj_dtype)), counts
+
+    def _scatter_points(self, input_ids: Tensor, inputs_embeds: Tensor, features: Tensor,
+                        counts: Tensor) -> Tensor:
+        """Put ``features (T, H)`` into the ``<|point_pad|>`` rows of ``inputs_embeds (B, L, H)``."""
+        pad_mask = input_ids == self.config.point_token_id  # (B, L)
+        n_pads = pad_mask.sum(dim=1)
+        if not torch.equal(n_pads.cpu(), counts.cpu()):
+            raise ValueError(
+                f"<|point_pad|> tokens per sample {n_pads.tolist()} differ from point features per sample "
+                f"{counts.tolist()}; build the prompt with SpatialLMProcessor so that each cloud's pad count "
+                "equals count_tokens(its grid coords)"
+            )
+        mask = pad_mask.unsqueeze(-1).expand_as(inputs_embeds).to(inputs_embeds.device)
+        return inputs_embeds.masked_scatter(mask, features.to(inputs_embeds.device, inputs_embeds.dtype))
+
+    def _points_in_cache(self, input_ids: Tensor | None, past_key_values) -> bool:
+        """True when a filled cache already holds the point tokens and ``input_ids`` has no pads: a
+        continuation step (``generate`` resuming from a cache). Any pad token means prefill."""
+        if past_key_values is None or past_key_values.get_seq_length() == 0 or input_ids is None:
+            return False
+        return not bool((input_ids == self.config.point_token_id).any())
+
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        past_key_values=None,
+        inputs_embeds: Tensor | None = None,
+        point_coords: Tensor | None = None,
+        point_features: Tensor | None = None,
+        point_batch: Tensor | None = None,
+        labels: Tensor | None = None,
+        logits_to_keep: int | Tensor = 0,
+        **kwargs,
+    ):
+        """Causal-LM forward. ``input_ids (B, L)``; point inputs as in the module docstring.
+
+        The encoder runs when point inputs are given, unless a filled cache already holds them and
+        ``input_ids`` has no ``<|point_pad|>`` (a decoding step). The pads of each sample must number
+        exactly its encoder tokens, else ``ValueError``.
+
+        Returns the language model's output (``loss`` when ``labels`` are given, -100 = ignored).
+        """
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        if inputs_embeds is None:
+            inputs_embeds = self.get_input_embeddings()(input_ids)  # (B, L, H)
+        if point_coords is not None and not self._points_in_cache(input_ids, past_key_values):
+            if input_ids is None:
+                raise ValueError("point inputs need input_ids to find the <|point_pad|> tokens")
+            if self.config.point_token_id is None:
+                raise ValueError("config.point_token_id is not set; build the model with from_base_lm")
+            features, counts = self.get_point_features(point_coords, point_features, point_batch,
+                                                       len(input_ids))
+            inputs_embeds = self._scatter_points(input_ids, inputs_embeds, features, counts)
+        return self.language_model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            labels=labels,
+            logits_to_keep=logits_to_keep,
+            **kwargs,
+        )
+
+    # ---- generation ------------------------------------------------------------------------------
+
+    def prepare_inputs_for_generation(self, *args, is_first_iteration: bool | None = False, **kwargs):
+        model_inputs = super().prepare_inputs_for_generation(
+            *args, is_first_iteration=is_first_iteration, **kwargs)
+        # With a cache only the prefill sees the pad tokens; later steps feed one new token each.
+        if not is_first_iteration and kwargs.get("use_cache", True):
+            for key in POINT_INPUTS:
+                model_inputs.pop(key, None)
+        return model_inputs
+
+    def _expand_inputs_for_generation(self, expand_size: int = 1, is_encoder_decoder: bool = False,
+                                      input_ids: Tensor | None = None, **model_kwargs):
+        # The generic expansion repeats every tensor along dim 0, which for (N, ...) point rows would
+        # duplicate points inside each cloud instead of duplicating clouds.
+        points = {key: model_kwargs.pop(key, None) for key in POINT_INPUTS}
+        input_ids, model_kwargs = super()._expand_inputs_for_generation(
+            expand_size=expand_size, is_encoder_decoder=is_encoder_decoder, input_ids=input_ids,
+            **model_kwargs)
+        if points["point_coords"] is not None and expand_size > 1:
+            points = expand_point_batch(**points, expand_size=expand_size)
+        model_kwargs.update({key: value for key, value in points.items() if value is not None})
+        return input_ids, model_kwargs
+
+    # ---- construction from a plain LM ------------------------------------------------------------
+
+    @classmethod
+    def from_base_lm(cls, name_or_path: str, *, point_config: dict | None = None, projector: str = "linear",
+                     dtype: torch.dtype | str | None = None, processor_kwargs: dict | None = None,
+                     **lm_kwargs):
+        """A fresh SpatialLM around a pretrained causal LM: ``(model, processor)``.
+
+        Loads the LM and its tokenizer, adds ``<|point_start|>``, ``<|point_pad|>``, ``<|point_end|>`` as
+        special tokens (growing the embeddings only if the vocabulary has no spare rows: Qwen2.5's does),
+        and builds a new float32 encoder and a projector in the LM's dtype. ``dtype=None`` keeps the
+        checkpoint's dtype (transformers' ``"auto"``: bf16 for Qwen2.5). ``lm_kwargs`` go to
+        ``AutoModelForCausalLM.from_pretrained``; ``processor_kwargs`` to ``SpatialLMProcessor`` (e.g.
+        ``{"system_prompt": None}`` for SpatialLM's Llama variant, which has no system turn).
+
+        ``SpatialLMForCausalLM.from_base_lm("Qwen/Qwen2.5-0.5B-Instruct", point_config={"num_bins": 1280})``
+        """
+        from spacelm.model.processing_spatiallm import SpatialLMProcessor
+
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        tokenizer.add_tokens(list(POINT_TOKENS), special_tokens=True)
+        language_model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype, **lm_kwargs)
+        if len(tokenizer) > language_model.get_input_embeddings().num_embeddings:
+            language_model.resize_token_embeddings(len(tokenizer))
+        point_start, point_pad, point_end = tokenizer.convert_tokens_to_ids(list(POINT_TOKENS))
+        config = SpatialLMConfig(
+            text_config=language_model.config,
+            point_config=point_config,
+            projector=projector,
+            point_start_token_id=point_start,
+            point_end_token_id=point_end,
+            point_token_id=point_pad,
+            # A new composite config would otherwise reset the LM config's attention choice to None.
+            attn_implementation=language_model.config._attn_implementation,
+        )
+        model = cls(config, language_model=language_model)
+        model.projector.to(language_model.dtype)
+        model.generation_config = copy.deepcopy(language_model.generation_config)
+        processor = SpatialLMProcessor(tokenizer, num_bins=config.num_bins,
+                                       token_stride=config.point_encoder_config.token_stride,
+                                       **(processor_kwargs or {}))
+        return model, processor
+
+
+def expand_point_batch(point_coords: Tensor, point_features: Tensor, point_batch: Tensor,
+                       expand_size: int) -> dict[str, Tensor]:
+    """Repeat each cloud ``expand_size`` times, cloud ``b`` becoming samples ``b*E .. b*E + E-1``.
+
+    Matches ``input_ids.repeat_interleave(E, dim=0)``, which ``generate`` uses for beams and
+    ``num_return_sequences``.
+
+    >>> out = expand_point_batch(torch.zeros(3, 3), torch.zeros(3, 6), torch.tensor([0, 1, 1]), 2)
+    >>> out["point_batch"].tolist()
+    [0, 2, 2, 1, 3, 3]
+    """
+    replica = torch.arange(expand_size, device=point_batch.device).repeat_interleave(len(point_batch))
+    return {
+        "point_coords": point_coords.repeat(expand_size, 1),  # (E*N, 3)
+        "point_features": point_features.repeat(expand_size, 1),
+        "point_batch": point_batch.repeat(expand_size) * expand_size + replica,
+    }
