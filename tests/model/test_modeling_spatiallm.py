@@ -16,61 +16,28 @@ import torch
 tokenizers = pytest.importorskip("tokenizers")
 transformers = pytest.importorskip("transformers")
 
-from tokenizers import Regex, decoders, models, pre_tokenizers, trainers  # noqa: E402
 from transformers import (  # noqa: E402
     AutoModelForCausalLM,
-    PreTrainedTokenizerFast,
-    Qwen2Config,
-    Qwen2ForCausalLM,
 )
 
 from spacelm.model import SpatialLMConfig, SpatialLMForCausalLM, SpatialLMProcessor  # noqa: E402
 from spacelm.model.modeling_spatiallm import POINT_PAD_TOKEN  # noqa: E402
+from spacelm.model.tiny import save_tiny_base_lm  # noqa: E402
 from spacelm.scene.entities import Box, Wall  # noqa: E402
-from spacelm.scene.language import format_layout, task_instruction  # noqa: E402
+from spacelm.scene.language import format_layout  # noqa: E402
 from spacelm.scene.layout import Layout, translate  # noqa: E402
 from spacelm.scene.quantize import Quantizer  # noqa: E402
 
 POINT_CONFIG = {"channels": [8, 8, 16, 16, 32], "embed_dim": 32, "num_bins": 640}
-CHATML = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
 # Positions at 5 cm bin centres, so shifting there and back cannot cross a bin edge.
 LAYOUT = Layout(walls=[Wall(0.025, 0.025, 0.025, 4.025, 0.025, 0.025, 2.5, 0.0)],
                 boxes=[Box("bed", 2.025, 1.525, 0.325, 0.0, 2.0, 1.6, 0.6)])
 
 
-def _tokenizer() -> PreTrainedTokenizerFast:
-    tok = tokenizers.Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(r"\d"), behavior="isolated"),  # one token per digit, as Qwen2
-        pre_tokenizers.ByteLevel(add_prefix_space=False),
-    ])
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300,
-                                  special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    corpus = [task_instruction("all"), format_layout(LAYOUT, Quantizer(640))] * 5
-    tok.train_from_iterator(corpus, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    fast.chat_template = CHATML
-    return fast
-
-
 @pytest.fixture(scope="module")
 def base_lm_dir(tmp_path_factory):
     """A tiny random Qwen2 checkpoint + tokenizer, as from_base_lm expects of Qwen2.5-0.5B-Instruct."""
-    path = tmp_path_factory.mktemp("base_lm")
-    tokenizer = _tokenizer()
-    torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, intermediate_size=128,
-                         tie_word_embeddings=True,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    Qwen2ForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return save_tiny_base_lm(tmp_path_factory.mktemp("base_lm"))
 
 
 @pytest.fixture(scope="module")

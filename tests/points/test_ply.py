@@ -1,3 +1,4 @@
+import io
 import os
 import struct
 
@@ -206,3 +207,12 @@ def test_bin_variants(tmp_path):
         read_points(tmp_path / "scan.bin", bin_columns=5)
     with pytest.raises(PointFileError, match=r"unknown point file type '\.xyz'"):
         read_points(tmp_path / "scan.xyz")
+
+
+def test_ascii_rows_cross_chunk_boundaries():
+    vertex = np.zeros(7, dtype=[("x", "f4"), ("label", "i4")])
+    vertex["x"], vertex["label"] = np.arange(7) / 4, np.arange(7) - 3
+    out = io.BytesIO()
+    ply_module._write_ascii_rows(out, vertex, chunk=3)  # chunks of 3, 3 and 1 rows
+    assert out.getvalue().decode().splitlines() == [
+        "0 -3", "0.25 -2", "0.5 -1", "0.75 0", "1 1", "1.25 2", "1.5 3"]

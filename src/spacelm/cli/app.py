@@ -209,6 +209,33 @@ def data_finalize(
     console.print(f"{folder}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
+@app.command("predict")
+def predict_command(
+    model: Annotated[Path, typer.Option(help="A trained model folder (save_pretrained output).")],
+    input: Annotated[Path, typer.Option(help="A point cloud (.ply/.npy/.bin) or a folder of them.")],
+    output: Annotated[Path, typer.Option(help="Folder for <name>.txt layouts (metric, input frame).")],
+    task: Annotated[str, typer.Option(help="all, arch (walls, doors, windows) or object (boxes).")] = "all",
+    categories: Annotated[Optional[list[str]], typer.Option(help="Detect only these box classes (repeatable).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Clouds per generate call.")] = 1,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for sampling (reproducible outputs).")] = None,
+    greedy: Annotated[bool, typer.Option(help="Greedy decoding instead of SpatialLM's sampling.")] = False,
+    max_new_tokens: Annotated[int, typer.Option(help="Generation budget per cloud.")] = 4096,
+    cleanup: Annotated[bool, typer.Option(help="SpatialLM's voxel down-sample + outlier removal first.")] = True,
+    overwrite: Annotated[bool, typer.Option(help="Redo inputs whose output exists (default: resume).")] = False,
+) -> None:
+    """Predict layouts from point clouds with a trained model (SpatialLM's sampling by default)."""
+    from spacelm.predict import PredictConfig, find_inputs, predict_files
+
+    config = PredictConfig(task=task, categories=tuple(categories or ()), cleanup=cleanup,
+                           do_sample=not greedy, max_new_tokens=max_new_tokens)
+    summary = predict_files(model, find_inputs(input), output, config, device=device,
+                            batch_size=batch_size, seed=seed, overwrite=overwrite,
+                            report=lambda text: err_console.print(f"[yellow]warning:[/yellow] {escape(text)}",
+                                                                  soft_wrap=True))
+    console.print(f"{output}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary.items()))
+
+
 @app.command("viz")
 def viz_command(
     points: Annotated[Path, typer.Option(help="Point cloud (.ply, .npy or .bin).")],
