@@ -25,6 +25,9 @@ test: install
 
 bench: install
 	$(PY) bench/bench_eval.py
+	$(PY) bench/bench_points.py
+	$(PY) bench/bench_encoder.py
+	$(PY) bench/bench_rewards.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
