@@ -28,6 +28,7 @@ bench: install
 	$(PY) bench/bench_points.py
 	$(PY) bench/bench_encoder.py
 	$(PY) bench/bench_rewards.py
+	$(PY) bench/bench_judge_render.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

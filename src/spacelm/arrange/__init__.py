@@ -6,6 +6,9 @@
 - ``answer``: lenient ``<think>/<answer>`` parsing with diagnostics; placements -> scene ``Layout``.
 - ``physics``: batched collision, bounds, support and relation checks with tolerances.
 - ``rewards``: TRL-shaped format, physics and combined rewards, MetaSpatial's formula, phases.
+- ``judge``: render-and-judge reward S with any OpenAI-compatible vision endpoint.
+- ``evaluate``: MetaSpatial's results table over completions.
+- ``generate`` / ``room_templates``: solvable tasks with reference solutions, no LLM needed.
 
 Modules are imported directly (``from spacelm.arrange.rewards import FormatReward``); this package
 imports nothing so that ``import spacelm.arrange`` stays cheap.

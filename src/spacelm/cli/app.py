@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,11 +15,20 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                   help="spacelm: spatial language models (SpatialLM and MetaSpatial reproductions).")
 layout_app = typer.Typer(no_args_is_help=True, help="Work with layout text files.")
 app.add_typer(layout_app, name="layout")
+arrange_app = typer.Typer(no_args_is_help=True, help="Layout generation (MetaSpatial): tasks, evaluation.")
+app.add_typer(arrange_app, name="arrange")
 data_app = typer.Typer(no_args_is_help=True, help="Build training data: convert datasets, synthesise rooms.")
 app.add_typer(data_app, name="data")
 
-console = Console()
-err_console = Console(stderr=True)
+def _make_console(stderr: bool = False) -> Console:
+    """Rich console; off a terminal (logs, pipes) 120 columns instead of 80, so tables stay whole."""
+    stream = sys.stderr if stderr else sys.stdout
+    wide = not stream.isatty() and "COLUMNS" not in os.environ
+    return Console(stderr=stderr, width=120 if wide else None)
+
+
+console = _make_console()
+err_console = _make_console(stderr=True)
 
 
 @layout_app.command("check")
@@ -248,6 +259,76 @@ def viz_command(
 
     path = visualize(points, layout, pred, out_path=out)
     console.print(f"wrote {path}")
+
+
+@arrange_app.command("generate")
+def arrange_generate(
+    n: Annotated[int, typer.Option(help="Number of tasks.")],
+    output: Annotated[Path, typer.Option(help="Tasks JSONL; reference solutions go to <stem>.reference.jsonl.")],
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    split: Annotated[str, typer.Option(help="train or test (a hash of each task decides; never overlapping).")] = "train",
+) -> None:
+    """Generate solvable arrangement tasks from room templates, with reference solutions."""
+    from spacelm.arrange.generate import generate_tasks, save_generated
+
+    generated = generate_tasks(n, seed, split)
+    reference = output.with_name(output.stem + ".reference.jsonl")
+    save_generated(generated, output, reference)
+    console.print(f"wrote {len(generated)} tasks to {output} and reference completions to {reference}")
+
+
+@arrange_app.command("import")
+def arrange_import(
+    input: Annotated[Path, typer.Option(help="MetaSpatial's HF parquet file.")],
+    output: Annotated[Path, typer.Option(help="Tasks JSONL to write.")],
+    source: Annotated[str, typer.Option(help="Only 'metaspatial' for now.")] = "metaspatial",
+    image_dir: Annotated[Optional[Path], typer.Option(help="Write each row's room image here.")] = None,
+) -> None:
+    """Convert MetaSpatial's data into spacelm tasks; rows that cannot be converted are listed with the reason."""
+    from spacelm.arrange.metaspatial_import import read_parquet
+    from spacelm.arrange.task import write_tasks
+
+    if source != "metaspatial":
+        raise ValueError(f"unknown source {source!r}; only 'metaspatial' is supported")
+    result = read_parquet(input, image_dir=image_dir)
+    for failure in result.failures:
+        err_console.print(f"[yellow]skipped[/yellow] {escape(failure.where)}: {escape(failure.reason)}",
+                          soft_wrap=True)
+    write_tasks(output, result.tasks)
+    console.print(f"wrote {len(result.tasks)} tasks to {output} ({len(result.failures)} rows skipped)")
+
+
+@arrange_app.command("eval")
+def arrange_eval(
+    tasks: Annotated[Path, typer.Option(help="Tasks JSONL.")],
+    completions: Annotated[Path, typer.Option(help="Completions JSONL: {task_id, completion} per line.")],
+    judge: Annotated[bool, typer.Option(help="Render and ask a vision judge (OpenAI-compatible; key from OPENAI_API_KEY).")] = False,
+    judge_model: Annotated[Optional[str], typer.Option(help="Judge model (default: SPACELM_JUDGE_MODEL or gpt-4o).")] = None,
+    judge_base_url: Annotated[Optional[str], typer.Option(help="Judge endpoint, e.g. a local vLLM server.")] = None,
+    judge_cache: Annotated[Optional[Path], typer.Option(help="Cache judge answers here.")] = None,
+    judge_concurrency: Annotated[int, typer.Option(help="Judge requests in flight at once.")] = 4,
+    per_task: Annotated[bool, typer.Option(help="Also print one row per task.")] = False,
+    output: Annotated[Optional[Path], typer.Option(help="Write the figures to this JSON file.")] = None,
+) -> None:
+    """MetaSpatial's table (format, judge, collision, constraint, overall) plus bounds/floating/relations."""
+    import json
+
+    from spacelm.arrange.evaluate import evaluate_completions, print_table
+    from spacelm.arrange.task import read_completions, read_tasks
+    from spacelm.io import atomic_write_text
+
+    the_judge = None
+    if judge:
+        from spacelm.arrange.judge import Judge, JudgeConfig
+
+        the_judge = Judge(JudgeConfig(model=judge_model, base_url=judge_base_url,
+                                      cache_dir=str(judge_cache) if judge_cache else None,
+                                      max_concurrency=judge_concurrency))
+    result = evaluate_completions(read_tasks(tasks), read_completions(completions), judge=the_judge)
+    print_table(result, per_task=per_task, console=console)
+    if output is not None:
+        atomic_write_text(output, json.dumps(result.to_dict(), indent=2) + "\n")
+        console.print(f"wrote {output}")
 
 
 # Errors that mean "your input is wrong": shown as one line naming the file/field, exit code 2.
