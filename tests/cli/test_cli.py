@@ -70,3 +70,19 @@ def test_user_errors_are_one_line_with_exit_code_2(tmp_path):
     bad_shard = runner.invoke(app, ["data", "convert", "--source", "vla3d", "--input", str(tmp_path),
                                     "--output", str(tmp_path / "o"), "--shard", "3"])
     assert bad_shard.exit_code == 2 and "expected I/N" in bad_shard.output
+
+
+def test_arrange_generate_then_eval_references(tmp_path):
+    tasks = tmp_path / "tasks.jsonl"
+    result = runner.invoke(app, ["arrange", "generate", "--n", "5", "--output", str(tasks), "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    reference = tmp_path / "tasks.reference.jsonl"
+    assert len(tasks.read_text().splitlines()) == 5 and reference.is_file()
+    out = tmp_path / "eval.json"
+    result = runner.invoke(app, ["arrange", "eval", "--tasks", str(tasks), "--completions", str(reference),
+                                 "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    # reference solutions are verified by the physics checks when generated
+    assert data["mean"]["format"] == 1.0 and data["mean"]["collision"] == 0.0
+    assert data["mean"]["out_of_bounds"] == 0.0 and data["mean"]["relations"] == 0.0
