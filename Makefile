@@ -6,19 +6,21 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.spacelm-installed
 TORCH_VERSION := 2.13.0
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench clean blender
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==$(TORCH_VERSION)
-	$(PY) -m pip install -q -e ".[dev,model,arrange]"
+	$(PY) -m pip install -q -e ".[dev,model,train,lora,arrange]"
 	$(PY) -c "import torch, sys; v = torch.__version__; sys.exit(0 if v.startswith('$(TORCH_VERSION)') else f'pip replaced torch==$(TORCH_VERSION) by {v}')"
 	touch $(STAMP)
 
+# The CPU quickstart: synthesise rooms, train a tiny SpatialLM through both stages, predict held-out
+# rooms and score them (about 25 minutes on 2 cores; the synthesised rooms are reused on a rerun).
 demo: install
-	$(VENV)/bin/spacelm eval --gt examples/layouts/gt --pred examples/layouts/pred --output out/eval_demo.json
+	$(VENV)/bin/spacelm quickstart --output out/quickstart --overwrite
 
 test: install
 	$(PY) -m pytest -q src tests
@@ -32,3 +34,18 @@ bench: install
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
+
+# Blender render worker (spacelm.render.blender): bpy pins numpy<2, so it gets its own environment.
+# bpy 5.0.1 is the newest bpy with a cp311 wheel (5.1+ ship cp313 only); it needs Python 3.11 exactly.
+BLENDER_PYTHON ?= python3.11
+BLENDER_VENV ?= .venv-blender
+BLENDER_STAMP := $(BLENDER_VENV)/.spacelm-installed
+BPY_VERSION := 5.0.1
+
+blender: $(BLENDER_STAMP)
+
+$(BLENDER_STAMP): Makefile
+	test -x $(BLENDER_VENV)/bin/python || $(BLENDER_PYTHON) -m venv $(BLENDER_VENV)
+	$(BLENDER_VENV)/bin/python -m pip install -q bpy==$(BPY_VERSION) "numpy<2"
+	$(BLENDER_VENV)/bin/python -c "import bpy, numpy; print('bpy', bpy.app.version_string, 'numpy', numpy.__version__)"
+	touch $(BLENDER_STAMP)

@@ -141,8 +141,6 @@ def test_stacked_box_is_drawn_after_its_support_seen_from_above():
 def test_errors_are_clear():
     with pytest.raises(ValueError, match="unknown view"):
         render(LAYOUT, views=("side",))
-    with pytest.raises(NotImplementedError, match="make blender"):
-        render(LAYOUT, backend="blender")
     with pytest.raises(ValueError, match="unknown backend"):
         render(LAYOUT, backend="pyrender")
     with pytest.raises(ValueError, match="nothing to render"):

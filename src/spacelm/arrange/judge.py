@@ -79,6 +79,8 @@ class JudgeConfig:
     (gpt-4o on api.openai.com; no key, for local servers).
 
     views / image_size: rendered views and their square size in pixels.
+    render_backend / render_engine: ``render``'s backend ("builtin", or "blender" after ``make blender``)
+    and Blender engine ("workbench" or "cycles").
     timeout_s: per HTTP attempt. max_retries: attempts after the first on retryable failures;
     the n-th retry waits ``backoff_s * 2**(n-1)`` seconds (jittered, at most ``max_backoff_s``,
     at least a server's ``Retry-After``). max_concurrency: requests in flight per batch.
@@ -91,6 +93,8 @@ class JudgeConfig:
     api_key: str | None = None
     views: tuple[str, ...] = ("corner", "top")
     image_size: int = 512
+    render_backend: str = "builtin"
+    render_engine: str = "workbench"
     timeout_s: float = 60.0
     max_retries: int = 4
     backoff_s: float = 1.0
@@ -217,7 +221,8 @@ def request_payload(task: ArrangeTask, placements: Sequence[Placement], config: 
                          z=min(max(p.z, -margin), room.height + margin)) for p in placements]
     layout = to_layout(task, framed, label="name")
     images = render(layout, views=config.views, size=(config.image_size, config.image_size),
-                    room_size=(room.length, room.width, room.height))
+                    room_size=(room.length, room.width, room.height), backend=config.render_backend,
+                    engine=config.render_engine)
     content = [{"type": "text", "text": rubric_prompt(task.preference, config.views)}]
     content += [{"type": "image_url", "image_url": {"url": png_data_url(images[v])}}
                 for v in config.views]

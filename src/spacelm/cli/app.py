@@ -179,11 +179,13 @@ def data_synth(
     seed: Annotated[int, typer.Option(help="Room i is generated from (seed, i): reproducible one by one.")] = 0,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
     val_fraction: Annotated[float, typer.Option(help="Share of rooms put in the val split.")] = 0.1,
+    density: Annotated[Optional[float], typer.Option(help="Points per m^2 of surface (default 1000).")] = None,
 ) -> None:
     """Synthesise procedural rooms (rectangular and L-shaped, doors, windows, furniture) with points."""
     from spacelm.datasets.convert import synthesize_dataset
 
-    summary = synthesize_dataset(output, rooms, seed=seed, workers=workers, val_fraction=val_fraction)
+    summary = synthesize_dataset(output, rooms, seed=seed, workers=workers, val_fraction=val_fraction,
+                                 density=density)
     _print_summary(summary, output)
 
 
@@ -247,6 +249,43 @@ def predict_command(
     console.print(f"{output}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary.items()))
 
 
+@app.command("train")
+def train_command(
+    config: Annotated[Path, typer.Argument(help="YAML run config (see configs/).", exists=True, dir_okay=False)],
+    stage: Annotated[str, typer.Option(help="1 (encoder, LM frozen), 2 (everything) or both.")] = "both",
+    output_dir: Annotated[Optional[Path], typer.Option(help="Override the config's output_dir.")] = None,
+) -> None:
+    """Train a SpatialLM model in two stages (resumes from the last checkpoint). For several GPUs or
+    nodes: accelerate launch --config_file configs/accelerate/ddp.yaml -m spacelm.train CONFIG."""
+    import logging
+
+    from spacelm.train.sft import train_from_yaml
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    folders = train_from_yaml(config, stage=stage, output_dir=output_dir)
+    for name, folder in folders.items():
+        console.print(f"stage {name}: model in {folder}")
+
+
+@app.command("quickstart")
+def quickstart_command(
+    output: Annotated[Path, typer.Option(help="Run folder: data, model, predictions, figures.")] = Path(
+        "out/quickstart"),
+    minutes: Annotated[float, typer.Option(help="Wall-clock budget for everything; more time, better model.")
+                       ] = 25.0,
+    rooms: Annotated[int, typer.Option(help="Synthetic training rooms.")] = 1000,
+    val_rooms: Annotated[int, typer.Option(help="Held-out rooms scored at the end.")] = 50,
+    seed: Annotated[int, typer.Option(help="Seed of data, model and training.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Delete a model trained in OUTPUT before and train again.")
+                         ] = False,
+) -> None:
+    """Train a tiny SpatialLM on synthetic rooms on this CPU (both stages), predict held-out rooms, score."""
+    from spacelm.quickstart import run_quickstart
+
+    run_quickstart(output, minutes=minutes, rooms=rooms, val_rooms=val_rooms, seed=seed,
+                   overwrite=overwrite, console=console)
+
+
 @app.command("viz")
 def viz_command(
     points: Annotated[Path, typer.Option(help="Point cloud (.ply, .npy or .bin).")],
@@ -301,12 +340,22 @@ def arrange_import(
 @arrange_app.command("eval")
 def arrange_eval(
     tasks: Annotated[Path, typer.Option(help="Tasks JSONL.")],
-    completions: Annotated[Path, typer.Option(help="Completions JSONL: {task_id, completion} per line.")],
+    completions: Annotated[Optional[Path], typer.Option(help="Completions JSONL: {task_id, completion} per line.")
+                           ] = None,
+    model: Annotated[Optional[Path], typer.Option(help="Instead of --completions: generate with this HF causal LM "
+                                                       "folder (text prompts, its chat template).")] = None,
+    samples: Annotated[int, typer.Option(help="--model: completions per task.")] = 1,
+    temperature: Annotated[float, typer.Option(help="--model: sampling temperature; 0 is greedy.")] = 1.0,
+    max_new_tokens: Annotated[int, typer.Option(help="--model: generation budget per completion.")] = 1024,
+    save_completions: Annotated[Optional[Path], typer.Option(help="--model: also write the completions here.")
+                                ] = None,
     judge: Annotated[bool, typer.Option(help="Render and ask a vision judge (OpenAI-compatible; key from OPENAI_API_KEY).")] = False,
     judge_model: Annotated[Optional[str], typer.Option(help="Judge model (default: SPACELM_JUDGE_MODEL or gpt-4o).")] = None,
     judge_base_url: Annotated[Optional[str], typer.Option(help="Judge endpoint, e.g. a local vLLM server.")] = None,
     judge_cache: Annotated[Optional[Path], typer.Option(help="Cache judge answers here.")] = None,
     judge_concurrency: Annotated[int, typer.Option(help="Judge requests in flight at once.")] = 4,
+    judge_render: Annotated[str, typer.Option(help="Renderer for the judge: builtin, or blender "
+                                                   "(after `make blender`).")] = "builtin",
     per_task: Annotated[bool, typer.Option(help="Also print one row per task.")] = False,
     output: Annotated[Optional[Path], typer.Option(help="Write the figures to this JSON file.")] = None,
 ) -> None:
@@ -323,16 +372,40 @@ def arrange_eval(
 
         the_judge = Judge(JudgeConfig(model=judge_model, base_url=judge_base_url,
                                       cache_dir=str(judge_cache) if judge_cache else None,
-                                      max_concurrency=judge_concurrency))
-    result = evaluate_completions(read_tasks(tasks), read_completions(completions), judge=the_judge)
+                                      max_concurrency=judge_concurrency, render_backend=judge_render))
+    if (completions is None) == (model is None):
+        raise ValueError("give exactly one of --completions FILE (score them) and --model DIR (generate)")
+    task_list = read_tasks(tasks)
+    if model is not None:
+        records = _generate_arrange(model, task_list, samples, temperature, max_new_tokens)
+        if save_completions is not None:
+            from spacelm.arrange.sampling import write_completions
+
+            write_completions(save_completions, records)
+            console.print(f"wrote {len(records)} completions to {save_completions}")
+    else:
+        records = read_completions(completions)
+    result = evaluate_completions(task_list, records, judge=the_judge)
     print_table(result, per_task=per_task, console=console)
     if output is not None:
         atomic_write_text(output, json.dumps(result.to_dict(), indent=2) + "\n")
         console.print(f"wrote {output}")
 
 
+def _generate_arrange(model: Path, tasks, samples: int, temperature: float, max_new_tokens: int):
+    from rich.progress import Progress
+
+    from spacelm.arrange.sampling import generate_completions
+
+    with Progress(console=console) as progress:
+        bar = progress.add_task(f"generating with {model.name}", total=len(tasks) * samples)
+        return generate_completions(model, tasks, samples=samples, temperature=temperature,
+                                    max_new_tokens=max_new_tokens,
+                                    on_batch=lambda n: progress.advance(bar, n))
+
+
 # Errors that mean "your input is wrong": shown as one line naming the file/field, exit code 2.
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError)
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
 
 
 def main() -> None:

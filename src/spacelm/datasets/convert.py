@@ -65,10 +65,15 @@ def convert_dataset(source: str, input_dir: str | os.PathLike, output_dir: str |
 
 
 def synthesize_dataset(output_dir: str | os.PathLike, rooms: int, *, seed: int = 0, workers: int = 1,
-                       val_fraction: float = 0.1, show_progress: bool = True) -> dict:
-    """Write ``rooms`` procedural rooms (``datasets.synthetic``) in the same format; resumable too."""
+                       val_fraction: float = 0.1, density: float | None = None,
+                       show_progress: bool = True) -> dict:
+    """Write ``rooms`` procedural rooms (``datasets.synthetic``) in the same format; resumable too.
+
+    ``density``: points per m^2 of surface (None: the generator's default, 1000)."""
+    if density is not None and density <= 0:
+        raise ValueError(f"density must be > 0 points per m^2, got {density}")
     keys = {f"synth/{seed}/{i:06d}": (seed, i) for i in range(rooms)}
-    work = partial(_synthesize_room, str(output_dir))
+    work = partial(_synthesize_room, str(output_dir), density)
     return _run(keys, work, output_dir, workers=workers, shard=None, val_fraction=val_fraction,
                 show_progress=show_progress, description="synthesising rooms")
 
@@ -131,12 +136,14 @@ def _convert_scene(source: str, input_dir: str, output_dir: str, label_set: str,
         return [], _describe(e)
 
 
-def _synthesize_room(output_dir: str, arg: tuple[int, int]) -> tuple[list[dict], str | None]:
-    from spacelm.datasets.synthetic import room_seed, synth_room
+def _synthesize_room(output_dir: str, density: float | None,
+                     arg: tuple[int, int]) -> tuple[list[dict], str | None]:
+    from spacelm.datasets.synthetic import SynthConfig, room_seed, synth_room
 
     seed, index = arg
+    config = SynthConfig() if density is None else SynthConfig(density=density)
     try:
-        room = synth_room(room_seed(seed, index))
+        room = synth_room(room_seed(seed, index), config)
         sample = RoomSample(f"synth_{seed}_{index:06d}", "synth", f"{seed}_{index:06d}", "0",
                             room.xyz, room.rgb, room.layout, {}, room.room_type)
         return [write_sample(output_dir, _filtered(sample))], None

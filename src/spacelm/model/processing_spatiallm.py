@@ -82,15 +82,21 @@ class SpatialLMProcessor:
 
     ``num_bins``: voxel grid per axis over 32 m (1280 -> 2.5 cm); also the layout's bin count.
     ``token_stride``: voxels per encoder token along an axis (16 for the 5-stage encoder).
+    ``layout_decimals``: None (SpatialLM) writes the answer as integer bins; a number writes metric floats
+    with that many decimals instead (the discretisation ablation, ``bench/ablate_discretisation.py``).
     """
 
     def __init__(self, tokenizer, *, num_bins: int = 1280, token_stride: int = 16,
-                 system_prompt: str | None = DEFAULT_SYSTEM_PROMPT) -> None:
+                 system_prompt: str | None = DEFAULT_SYSTEM_PROMPT, layout_decimals: int | None = None) -> None:
         self.tokenizer = tokenizer
         self.num_bins = int(num_bins)
         self.token_stride = int(token_stride)
         self.system_prompt = system_prompt
-        self.quantizer = Quantizer(self.num_bins)
+        if layout_decimals is not None and layout_decimals < 0:
+            raise ValueError(f"layout_decimals must be None or >= 0, got {layout_decimals}")
+        self.layout_decimals = layout_decimals
+        # The answer's number format: integer bins, or metric floats when layout_decimals is set.
+        self.quantizer = Quantizer(self.num_bins) if layout_decimals is None else None
         self.point_token_id = self._token_id(POINT_PAD_TOKEN)
         self._prompt_cache: dict[tuple, tuple[list[int], list[int]]] = {}
 
@@ -153,12 +159,12 @@ class SpatialLMProcessor:
         return ids[: pads[0]], ids[pads[0] + 1:]
 
     def answer_ids(self, layout: Layout) -> list[int]:
-        """Layout (in the shifted frame) -> integer-bin text ids + the end-of-turn (EOS) token."""
+        """Layout (in the shifted frame) -> integer-bin (or metric) text ids + the end-of-turn (EOS) token."""
         eos = self.tokenizer.eos_token_id
         if eos is None:
             raise ValueError("the tokenizer has no eos_token; set it to the chat template's "
                              "end-of-turn token")
-        text = format_layout(layout, self.quantizer)
+        text = format_layout(layout, self.quantizer, decimals=self.layout_decimals or 0)
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] + [eos]
 
     # ---- batches ---------------------------------------------------------------------------------
@@ -248,7 +254,7 @@ class SpatialLMProcessor:
 
     def to_dict(self) -> dict:
         return {"num_bins": self.num_bins, "token_stride": self.token_stride,
-                "system_prompt": self.system_prompt}
+                "system_prompt": self.system_prompt, "layout_decimals": self.layout_decimals}
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """Write the tokenizer files and ``spacelm_processor.json`` (the settings above) to ``directory``."""

@@ -27,16 +27,20 @@ CHATML = (
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 
-def tiny_tokenizer(vocab_size: int = 400, labels: list[str] | tuple[str, ...] = ()) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer trained on prompts and layout text (plus ``labels``) in seconds."""
+def tiny_tokenizer(vocab_size: int = 1000, labels: list[str] | tuple[str, ...] = ()) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer trained on prompts and layout text (plus ``labels``) in seconds.
+
+    The corpus holds every prompt and a few lines of each entity type and label, so the code template,
+    keywords and labels become single tokens: a tiny model's step cost grows with sequence length.
+    """
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(r"\d"), behavior="isolated"),  # one token per digit, as Qwen2
         pre_tokenizers.ByteLevel(add_prefix_space=False),
     ])
     tok.decoder = decoders.ByteLevel()
-    example = Layout(walls=[Wall(0, 0, 0, 4, 0, 0, 2.5, 0)], doors=[Door(0, 1, 0, 1, 0.9, 2)],
-                     windows=[Window(0, 3, 0, 1.5, 1, 1)],
+    example = Layout(walls=[Wall(0, 0, 0, 4, 0, 0, 2.5, 0)] * 3, doors=[Door(0, 1, 0, 1, 0.9, 2)] * 2,
+                     windows=[Window(0, 3, 0, 1.5, 1, 1)] * 2,
                      boxes=[Box(label or "bed", 2, 1, 0.3, 0, 2, 1.6, 0.6) for label in labels or ["bed"]])
     corpus = [task_instruction(task) for task in TASKS] + [format_layout(example, Quantizer(1280))]
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,

@@ -284,34 +284,39 @@ def top_camera(bounds: np.ndarray, size: tuple[int, int]) -> Camera:
 
 
 def render(layout: Layout, *, views=("corner", "top"), size=(512, 512), room_size=None,
-           points=None, backend: str = "builtin", colors: Mapping[str, Color] | None = None) -> dict:
+           points=None, backend: str = "builtin", colors: Mapping[str, Color] | None = None,
+           engine: str = "workbench") -> dict:
     """Render ``layout`` to one RGB ``PIL.Image.Image`` per named view: ``{view: image}``.
 
     ``size`` is ``(width, height)`` pixels. ``room_size=(L, W, H)`` metres gives a box room when the
     layout has no walls. ``points``: a ``PointCloud`` (``xyz`` metres, optional ``rgb``) or an
     ``(N, 3)`` array, drawn with the layout; boxes are then drawn as outlines so the scan shows.
     ``colors`` overrides the palette colour of some labels (see ``label_color``).
-    ``backend="blender"`` is reserved for the Blender render worker (``make blender``).
+    ``backend="blender"`` renders with Blender's ``engine`` (``"workbench"`` or ``"cycles"``) in a
+    worker process kept for the session (``spacelm.render.blender``; set up with ``make blender``).
 
     >>> from spacelm.scene import Box
     >>> images = render(Layout(boxes=[Box("bed", 1, 1, 0.25, 0, 2, 1.5, 0.5)]), room_size=(4, 3, 2.5))
     >>> sorted(images), images["top"].size
     (['corner', 'top'], (512, 512))
     """
-    if backend == "blender":
-        raise NotImplementedError("backend='blender' is not available yet: it will need the Blender "
-                                  "render worker that `make blender` sets up; use backend='builtin'")
-    if backend != "builtin":
-        raise ValueError(f"unknown backend {backend!r}; expected 'builtin'")
+    if backend not in ("builtin", "blender"):
+        raise ValueError(f"unknown backend {backend!r}; expected 'builtin' or 'blender'")
+    if engine not in ("workbench", "cycles"):
+        raise ValueError(f"unknown engine {engine!r}; expected 'workbench' or 'cycles'")
     width, height = (int(v) for v in size)
     if width < 1 or height < 1:
         raise ValueError(f"size must be positive (width, height) pixels, got {size}")
     shell = room_shell(layout, room_size)
     views = (views,) if isinstance(views, str) else views
     cameras = view_cameras(scene_bounds(shell, layout), views, (width, height))
+    xyz, rgb = _point_arrays(points)
+    if backend == "blender":  # imported only here: it starts a worker process
+        from spacelm.render.blender import render_blender
+
+        return render_blender(shell, layout, cameras, xyz, rgb, colors, engine=engine)
     from spacelm.render import builtin  # Pillow is only needed by this backend
 
-    xyz, rgb = _point_arrays(points)
     return {name: builtin.draw_view(camera, shell, layout, xyz, rgb, colors)
             for name, camera in cameras.items()}
 

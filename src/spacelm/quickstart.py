@@ -1,0 +1,235 @@
+"""``spacelm quickstart``: train a tiny SpatialLM on synthetic rooms on a CPU, then score it on held-out rooms.
+
+Within a wall-clock budget (25 minutes by default, 2 CPU cores): synthesise training rooms and a
+held-out set from another seed, build a tiny random LM offline (width 128, 4 layers) with a cheap
+sparse encoder at 5 cm voxels, train stage 1 then stage 2 on the clock (the learning-rate schedule is
+sized to the time left), predict the held-out rooms greedily with ``predict_clouds``, score them with
+``evaluate_scenes`` and print F1 per class at IoU 0.25 and 0.5 against the targets. It also writes an
+HTML view of one prediction, the predicted layouts and a JSON of the figures.
+
+The run config is ``quickstart_config``; ``configs/quickstart.yaml`` is the same config as a file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from transformers import TrainerCallback
+
+from spacelm.train.args import TrainConfig, config_from_dict
+
+# class -> (IoU threshold, F1 to reach) on held-out rooms of the full generator.
+TARGETS = {"wall": (0.5, 0.9), "door": (0.25, 0.6), "window": (0.25, 0.6), "objects": (0.25, 0.5)}
+STAGE1_SHARE = 0.05  # of the training time: the LM is random and frozen in stage 1
+# Points per m^2 of the synthetic rooms (the generator's default is 1000). The encoder's cost grows with
+# the occupied 5 cm voxels: a batch of 4 rooms takes 0.26 s forward+backward at 100 against 0.56 s at
+# 300 and 1.3 s at 1000 on 2 cores, and optimiser steps are what limit learning here. Below ~100 the
+# SpatialLM filter (a box needs > 100 points around it) drops many small objects (28% at 60, 8% at 100).
+DENSITY = 100.0
+# Greedy decoding up to MAX_NEW_TOKENS in batches of 10, the encoder on the full cloud and the clean-up:
+# about 1 s per room on 2 idle cores when the model never stops early, several times that on a busy
+# machine. Scoring also stops at the deadline (see _score), so this only sizes the reserve.
+EVAL_SECONDS_PER_ROOM = 2.0
+EVAL_BATCH = 10
+MAX_NEW_TOKENS = 1024  # the longest synthetic room is about 800 answer tokens
+
+
+def quickstart_config(output_dir: str | Path, *, train_dir: str | Path, val_dir: str | Path,
+                      stage1_minutes: float, stage2_minutes: float, seed: int = 0) -> TrainConfig:
+    """The quickstart's run config (``configs/quickstart.yaml`` holds the same values)."""
+    stage = {"learning_rate": 1e-3, "batch_size": 4, "warmup_ratio": 0.05, "min_lr_ratio": 0.1}
+    return config_from_dict({
+        "output_dir": str(output_dir),
+        "seed": seed,
+        "model": {"tiny_lm": {"hidden_size": 128, "num_layers": 4, "num_heads": 4},
+                  "point_encoder": {"channels": [8, 8, 16, 16, 32], "embed_dim": 64, "num_bins": 640},
+                  "projector": "linear", "dtype": "float32"},
+        "data": {"train": [str(train_dir)], "val": [str(val_dir)], "task": "all", "num_workers": 1,
+                 "augment": {"rotate": "right_angles", "scale_range": [0.9, 1.1], "color_jitter": 0.0}},
+        "stage1": {**stage, "time_limit_minutes": stage1_minutes},
+        "stage2": {**stage, "time_limit_minutes": stage2_minutes},
+        "validation": {"every_steps": 0, "at_end": False},
+        "logging": {"report_to": ["tensorboard"], "logging_steps": 10, "save_steps": 200},
+    })
+
+
+def run_quickstart(output_dir: str | Path, *, minutes: float = 25.0, rooms: int = 1000, val_rooms: int = 50,
+                   seed: int = 0, overwrite: bool = False, console: Console | None = None) -> dict:
+    """Synthesise, train both stages, predict and score within ``minutes`` of wall-clock time.
+
+    Returns the figures also written to ``<output_dir>/quickstart_metrics.json``: F1 per class and
+    threshold, whether each target was met, optimiser steps and steps/s per stage, minutes taken.
+    Synthesised rooms in ``output_dir`` are reused; a trained model there is an error unless
+    ``overwrite`` (which deletes it), since finished stages would otherwise be skipped.
+    """
+    from transformers.utils import logging as hf_logging
+
+    from spacelm.datasets.convert import synthesize_dataset
+    from spacelm.train.sft import train
+
+    start = time.monotonic()
+    console = console or Console()
+    output_dir = Path(output_dir)
+    hf_logging.disable_progress_bar()
+    train_dir, val_dir = output_dir / "data" / "train", output_dir / "data" / "val"
+    if (output_dir / "model").exists():
+        if not overwrite:
+            raise FileExistsError(f"{output_dir / 'model'} exists; pass overwrite=True (--overwrite) to "
+                                  "train again, or choose another output folder")
+        shutil.rmtree(output_dir / "model")
+    console.rule("[bold]spacelm quickstart")
+    workers = min(2, os.cpu_count() or 1)
+    synthesize_dataset(train_dir, rooms, seed=seed, val_fraction=0.0, workers=workers, density=DENSITY)
+    # Held out: another seed, so no training room is repeated.
+    synthesize_dataset(val_dir, val_rooms, seed=seed + 1, val_fraction=1.0, workers=workers, density=DENSITY)
+
+    reserve = 30.0 + EVAL_SECONDS_PER_ROOM * val_rooms  # scoring, saving, loading
+    train_minutes = (minutes * 60 - (time.monotonic() - start) - reserve) / 60
+    if train_minutes < 0.5:
+        raise ValueError(f"a {minutes}-minute budget leaves {train_minutes:.1f} min for training after "
+                         f"synthesis and a {reserve:.0f} s reserve for scoring; give more --minutes")
+    config = quickstart_config(output_dir / "model", train_dir=train_dir, val_dir=val_dir, seed=seed,
+                               stage1_minutes=STAGE1_SHARE * train_minutes,
+                               stage2_minutes=(1 - STAGE1_SHARE) * train_minutes)
+    console.print(f"training {train_minutes:.1f} min on {rooms} rooms: stage 1 (encoder, LM frozen) "
+                  f"{STAGE1_SHARE * train_minutes:.1f} min, stage 2 (everything) "
+                  f"{(1 - STAGE1_SHARE) * train_minutes:.1f} min")
+    seconds = {f"stage{s}": 60 * getattr(config, f"stage{s}").time_limit_minutes for s in ("1", "2")}
+    with _progress(console) as progress:
+        folders = train(config, "both", callbacks=[RichTrainingProgress(progress, seconds)],
+                        show_progress=False)
+    steps = {s: json.loads((folder / "stage_complete.json").read_text()) for s, folder in folders.items()}
+
+    result, example = _score(folders["2"], val_dir, console, deadline=start + 60 * minutes)
+    figures = _figures(result, steps, start)
+    html = _write_outputs(output_dir, result, example, figures)
+    console.print(summary_table(figures["f1"]))
+    rates = ", ".join(f"stage {s}: {v['steps']} steps at {v['steps_per_second']:.2f}/s"
+                      for s, v in figures["stages"].items())
+    console.print(f"{rates}; {figures['minutes']:.1f} min in all. View one prediction: {html}")
+    return figures
+
+
+def _score(model_dir: Path, val_dir: Path, console: Console, *, deadline: float):
+    """Greedy predictions on the held-out rooms: ``(EvalResult, (id, cloud, gt, pred) of the first)``.
+
+    Batches stop early when the next one would end after ``deadline`` (a slow machine); the rooms
+    predicted so far are scored and the count is printed.
+    """
+    from spacelm.predict import PredictConfig, load_model, predict_clouds
+    from spacelm.scene.metrics import evaluate_scenes
+    from spacelm.train.data import LayoutDataset
+
+    model, processor = load_model(model_dir, "cpu")
+    rooms = LayoutDataset([val_dir], processor, split="val")
+    config = PredictConfig(do_sample=False, max_new_tokens=MAX_NEW_TOKENS)
+    scenes, example, batch_seconds = [], None, 0.0
+    with _progress(console) as progress:
+        task = progress.add_task("predicting held-out rooms", total=len(rooms), info="")
+        for begin in range(0, len(rooms), EVAL_BATCH):
+            if scenes and time.monotonic() + batch_seconds > deadline:
+                console.print(f"[yellow]time budget reached: scoring {len(scenes)} of {len(rooms)} "
+                              "held-out rooms[/yellow]")
+                break
+            tic = time.monotonic()
+            batch = [rooms.room(i) for i in range(begin, min(begin + EVAL_BATCH, len(rooms)))]
+            predictions = predict_clouds(model, processor, [cloud for _, cloud, _ in batch], config)
+            for (sid, cloud, gt), pred in zip(batch, predictions):
+                scenes.append((sid, gt, pred.layout))
+                example = example or (sid, cloud, gt, pred.layout)
+            batch_seconds = max(batch_seconds, time.monotonic() - tic)
+            progress.advance(task, len(batch))
+    return evaluate_scenes(scenes), example
+
+
+def _figures(result, steps: dict, start: float) -> dict:
+    from spacelm.train.sft import f1_by_class
+
+    f1 = {name: {str(t): (None if math.isnan(v) else v) for t, v in by_t.items()}
+          for name, by_t in f1_by_class(result).items()}
+    met = {name: f1.get(name, {}).get(str(t)) is not None and f1[name][str(t)] >= goal
+           for name, (t, goal) in TARGETS.items()}
+    stages = {s: {"steps": info["global_step"],
+                  "steps_per_second": info["global_step"] / max(info["train_runtime"], 1e-9),
+                  "minutes": info["train_runtime"] / 60} for s, info in steps.items()}
+    return {"f1": f1, "rooms_scored": len(result.per_scene),
+            "targets": {k: list(v) for k, v in TARGETS.items()}, "targets_met": met,
+            "stages": stages, "minutes": (time.monotonic() - start) / 60}
+
+
+def _write_outputs(output_dir: Path, result, example, figures: dict) -> Path:
+    from spacelm.scene.language import write_layout
+    from spacelm.viz import write_html
+
+    sid, cloud, gt, pred = example
+    write_layout(output_dir / "predictions" / f"{sid}.txt", pred)
+    (output_dir / "quickstart_metrics.json").write_text(
+        json.dumps({**figures, "evaluation": result.to_dict()}, indent=1) + "\n", encoding="utf-8")
+    return write_html(output_dir / "quickstart_prediction.html", points=cloud.xyz, rgb=cloud.rgb, layout=gt,
+                      pred=pred, title=f"{sid}: ground truth and prediction")
+
+
+def summary_table(f1: dict[str, dict[str, float | None]]) -> Table:
+    """Rich table of F1@0.25 and F1@0.5 per class, with the quickstart's targets."""
+    table = Table(title="held-out rooms: F1 per class (scene-averaged)")
+    for column in ("class", "F1@0.25", "F1@0.5", "target"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    order = ["wall", "door", "window", "objects", "objects_pooled"]
+    names = [n for n in order if n in f1] + sorted(n for n in f1 if n not in order)
+    for name in names:
+        cells = [("-" if f1[name].get(t) is None else f"{f1[name][t]:.3f}") for t in ("0.25", "0.5")]
+        target = ""
+        if name in TARGETS:
+            t, goal = TARGETS[name]
+            value = f1[name].get(str(t))
+            mark = "[green]met[/green]" if value is not None and value >= goal else "[red]not met[/red]"
+            target = f"F1@{t} >= {goal} {mark}"
+        table.add_row(name, *cells, target, end_section=name == "objects_pooled")
+    return table
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                    TextColumn("{task.fields[info]}"), console=console)
+
+
+class RichTrainingProgress(TrainerCallback):
+    """A rich bar per stage, filled by elapsed time against the stage's budget, with step and loss."""
+
+    def __init__(self, progress: Progress, seconds: dict[str, float]) -> None:
+        self.progress, self.seconds = progress, seconds
+        self.task, self.start, self.loss = None, 0.0, float("nan")
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        name = Path(args.output_dir).name
+        self.budget = self.seconds.get(name, 1.0)
+        self.task = self.progress.add_task(f"training {name}", total=self.budget, info="")
+        self.start = time.monotonic()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.loss = float(logs["loss"])
+
+    def on_step_end(self, args, state, control, **kwargs):
+        elapsed = time.monotonic() - self.start
+        rate = state.global_step / max(elapsed, 1e-9)
+        loss = "-" if math.isnan(self.loss) else f"{self.loss:.3f}"
+        self.progress.update(self.task, completed=min(elapsed, self.budget),
+                             info=f"step {state.global_step}  {rate:.2f} steps/s  loss {loss}")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.progress.update(self.task, completed=self.budget)

@@ -1,0 +1,328 @@
+"""Typed run configuration for ``spacelm train``: dataclasses with help text, read from a small YAML.
+
+A run has one model, one data section, two stages and shared logging/validation settings::
+
+    output_dir: runs/qwen
+    model: {base_lm: Qwen/Qwen2.5-0.5B-Instruct, point_encoder: {num_bins: 1280}}
+    data: {train: [data/spatiallm], task: all}
+    stage1: {learning_rate: 1.0e-4, num_epochs: 1, batch_size: 4}
+    stage2: {learning_rate: 2.0e-5, num_epochs: 3, batch_size: 1, grad_accum: 8}
+
+Every key is checked: an unknown key or a value of the wrong type raises ``ConfigError`` naming the
+file and the dotted key (``stage2.lora.rank``). Fields left out keep the defaults below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+ROTATIONS = ("uniform", "right_angles", "none")
+TASKS = ("all", "arch", "object")
+OUT_OF_RANGE_POLICIES = ("clip", "error")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+REPORTERS = ("tensorboard", "wandb", "none")
+
+
+class ConfigError(ValueError):
+    """A YAML run config names an unknown key or holds a value of the wrong type."""
+
+
+def _help(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING):
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata={"help": text})
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass
+class TinyLMArgs:
+    """A random Qwen2 with a tokenizer trained on the layout language, built offline (no hub)."""
+
+    hidden_size: int = _help("Width of the tiny LM.", 128)
+    num_layers: int = _help("Transformer layers.", 4)
+    num_heads: int = _help("Attention heads (key/value heads: half of them).", 4)
+    labels: list[str] | None = _help("Box labels the tokenizer learns as words; None: the synthetic "
+                                     "generator's categories.", None)
+
+
+@dataclass
+class ModelArgs:
+    base_lm: str = _help("Causal LM to start from: a hub name or a local folder.",
+                         "Qwen/Qwen2.5-0.5B-Instruct")
+    tiny_lm: TinyLMArgs | None = _help("Build a tiny random LM offline instead of loading base_lm "
+                                       "(saved to <output_dir>/base_lm).", None)
+    init_from: str | None = _help("A saved spacelm model (save_pretrained folder) to start stage 2 from "
+                                  "when stage 1 was not run in this output_dir.", None)
+    point_encoder: dict = _help("PointEncoderConfig fields: input_channels, channels, embed_dim, num_bins, "
+                                "num_fourier_freqs, backend.", factory=dict)
+    projector: str = _help("linear (SpatialLM v1.0) or mlp.", "linear")
+    dtype: str = _help("dtype of the LM weights while training: float32 (with bf16 autocast when "
+                       "bf16: true), bfloat16, float16 or auto (the checkpoint's).", "float32")
+    attn_implementation: str | None = _help("sdpa, eager, flash_attention_2, ...; None: transformers' "
+                                            "choice.", "sdpa")
+    layout_decimals: int | None = _help("None: the answer is integer bins (SpatialLM); N: metric floats with N "
+                                        "decimals (the discretisation ablation).", None)
+
+
+@dataclass
+class AugmentArgs:
+    rotate: str = _help("Rotation about z through the cloud's centre: uniform (any angle, as SpatialLM), "
+                        "right_angles (0/90/180/270 degrees) or none.", "uniform")
+    scale_range: list[float] | None = _help("Uniform scale factor range, e.g. [0.75, 1.25]; None: off.",
+                                            factory=lambda: [0.75, 1.25])
+    color_jitter: float = _help("Std of per-point colour noise as a fraction of 255; 0: off.", 0.0)
+
+
+@dataclass
+class DataArgs:
+    train: list[str] = _help("Training sources: dataset folders (rows of split.csv with split 'train') or "
+                             "SpatialLM ShareGPT .json files (point clouds relative to the file).",
+                             factory=list)
+    val: list[str] = _help("Validation sources, as train (folders: split 'val'); empty: the 'val' split "
+                           "of the train folders.", factory=list)
+    task: str = _help("all, arch (walls, doors, windows) or object (boxes), for dataset folders; "
+                      "ShareGPT records carry their own request.", "all")
+    augment: AugmentArgs | None = _help("Training augmentation; None: off.", factory=AugmentArgs)
+    out_of_range: str = _help("Layout values outside the quantisation ranges after the shift to the "
+                              "cloud minimum (e.g. a wall below the lowest point): clip (with a logged "
+                              "warning naming the sample) or error.", "clip")
+    num_workers: int = _help("DataLoader worker processes.", 2)
+
+
+@dataclass
+class LoraArgs:
+    rank: int = _help("LoRA rank.", 16)
+    alpha: int = _help("LoRA alpha (scale = alpha / rank).", 32)
+    dropout: float = _help("LoRA dropout.", 0.05)
+    target_modules: list[str] = _help("LM module names that get adapters.", factory=lambda: [
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+
+
+@dataclass
+class StageArgs:
+    learning_rate: float = _help("Peak learning rate of the LM parameters (and new token rows).", 1e-4)
+    encoder_learning_rate: float | None = _help("Peak learning rate of the point encoder and projector; "
+                                                "None: learning_rate.", None)
+    num_epochs: float = _help("Epochs over the training sources (ignored when max_steps > 0).", 1.0)
+    max_steps: int = _help("Optimiser steps; > 0 overrides num_epochs.", -1)
+    lr_scheduler: str = _help("transformers scheduler name: cosine, linear, constant_with_warmup, ...",
+                              "cosine")
+    min_lr_ratio: float = _help("cosine only: final learning rate as a fraction of the peak.", 0.0)
+    warmup_ratio: float = _help("Fraction of the steps (or of time_limit_minutes) spent warming up.", 0.03)
+    weight_decay: float = _help("AdamW weight decay (never applied to embeddings, biases, norms).", 0.0)
+    batch_size: int = _help("Rooms per device per micro-batch.", 1)
+    grad_accum: int = _help("Micro-batches per optimiser step.", 1)
+    max_grad_norm: float = _help("Gradient clipping norm.", 1.0)
+    gradient_checkpointing: bool = _help("Recompute LM activations in backward to save memory.", False)
+    lora: LoraArgs | None = _help("Stage 2 only: train LoRA adapters (peft) instead of the whole LM; "
+                                  "merged into the saved model at the end.", None)
+    time_limit_minutes: float | None = _help("Stop after this much training time; the schedule then "
+                                             "runs on the clock instead of the step count.", None)
+
+
+@dataclass
+class ValidationArgs:
+    every_steps: int = _help("Generate on val rooms every N optimiser steps and log per-class F1; 0: off.",
+                             0)
+    at_end: bool = _help("Also validate when a stage ends.", True)
+    num_rooms: int = _help("Val rooms to generate on (the first ones of the val sources).", 8)
+    batch_size: int = _help("Rooms per generate call.", 4)
+    max_new_tokens: int = _help("Generation length cap (greedy).", 1024)
+    cleanup: bool = _help("Voxel down-sample + outlier removal before predicting, as spacelm predict.",
+                          True)
+
+
+@dataclass
+class LoggingArgs:
+    report_to: list[str] = _help("tensorboard, wandb or none.", factory=lambda: ["tensorboard"])
+    logging_steps: int = _help("Log loss and learning rate every N steps.", 10)
+    save_steps: int = _help("Write a resumable checkpoint every N steps.", 500)
+    save_total_limit: int | None = _help("Keep at most this many checkpoints per stage.", 2)
+    run_name: str | None = _help("Run name shown by the loggers.", None)
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = _help("Run folder: <output_dir>/stage1 and <output_dir>/stage2 hold checkpoints, "
+                            "logs and the final model of each stage.", "runs/spacelm")
+    seed: int = _help("Seed of model initialisation, data order and augmentation.", 0)
+    bf16: bool = _help("bf16 mixed precision (GPU).", False)
+    resume: bool = _help("Resume a stage from its last checkpoint when there is one.", True)
+    model: ModelArgs = _help("Model to build.", factory=ModelArgs)
+    data: DataArgs = _help("Training and validation data.", factory=DataArgs)
+    stage1: StageArgs = _help("Stage 1: point encoder, projector and new token rows; LM frozen.",
+                              factory=lambda: StageArgs(learning_rate=1e-4))
+    stage2: StageArgs = _help("Stage 2: everything (or LoRA on the LM), from stage 1's model.",
+                              factory=lambda: StageArgs(learning_rate=2e-5))
+    validation: ValidationArgs = _help("Generation-based validation during training.",
+                                       factory=ValidationArgs)
+    logging: LoggingArgs = _help("Loggers and checkpoints.", factory=LoggingArgs)
+
+    def __post_init__(self) -> None:
+        check_config(self)
+
+
+# ---- checks ---------------------------------------------------------------------------------------
+
+
+def check_config(config: TrainConfig) -> None:
+    """Value checks that types cannot express; raises ``ConfigError`` naming the key."""
+    def need(ok: bool, key: str, message: str) -> None:
+        if not ok:
+            raise ConfigError(f"{key}: {message}")
+
+    need(config.data.task in TASKS, "data.task", f"must be one of {TASKS}, got {config.data.task!r}")
+    need(config.data.out_of_range in OUT_OF_RANGE_POLICIES, "data.out_of_range",
+         f"must be one of {OUT_OF_RANGE_POLICIES}, got {config.data.out_of_range!r}")
+    need(config.data.num_workers >= 0, "data.num_workers", "must be >= 0")
+    augment = config.data.augment
+    if augment is not None:
+        need(augment.rotate in ROTATIONS, "data.augment.rotate",
+             f"must be one of {ROTATIONS}, got {augment.rotate!r}")
+        scale = augment.scale_range
+        need(scale is None or (len(scale) == 2 and 0 < scale[0] <= scale[1]), "data.augment.scale_range",
+             f"must be [low, high] with 0 < low <= high, got {scale}")
+        need(augment.color_jitter >= 0, "data.augment.color_jitter", "must be >= 0")
+    need(config.model.projector in ("linear", "mlp"), "model.projector",
+         f"must be 'linear' or 'mlp', got {config.model.projector!r}")
+    need(config.model.layout_decimals is None or config.model.layout_decimals >= 0, "model.layout_decimals",
+         "must be null or >= 0")
+    need(config.model.dtype in DTYPES, "model.dtype", f"must be one of {DTYPES}, got {config.model.dtype!r}")
+    _check_point_encoder(config.model.point_encoder)
+    for reporter in config.logging.report_to:
+        need(reporter in REPORTERS, "logging.report_to", f"entries must be in {REPORTERS}, got {reporter!r}")
+    need(config.stage1.lora is None, "stage1.lora", "LoRA applies to stage 2 only (stage 1 freezes the LM)")
+    for name in ("stage1", "stage2"):
+        stage: StageArgs = getattr(config, name)
+        need(stage.learning_rate > 0, f"{name}.learning_rate", "must be > 0")
+        need(stage.batch_size >= 1, f"{name}.batch_size", "must be >= 1")
+        need(stage.grad_accum >= 1, f"{name}.grad_accum", "must be >= 1")
+        need(0 <= stage.warmup_ratio < 1, f"{name}.warmup_ratio", "must be in [0, 1)")
+        need(0 <= stage.min_lr_ratio <= 1, f"{name}.min_lr_ratio", "must be in [0, 1]")
+        need(stage.max_steps > 0 or stage.num_epochs > 0 or stage.time_limit_minutes is not None,
+             f"{name}.max_steps", "set max_steps > 0, num_epochs > 0 or time_limit_minutes")
+        need(stage.time_limit_minutes is None or stage.time_limit_minutes > 0,
+             f"{name}.time_limit_minutes", "must be > 0")
+
+
+def _check_point_encoder(point_encoder: dict) -> None:
+    from spacelm.model.point_encoder import PointEncoderConfig
+
+    known = [f.name for f in dataclasses.fields(PointEncoderConfig)]
+    for key in point_encoder:
+        if key not in known:
+            raise ConfigError(f"model.point_encoder.{key}: unknown key (known: {', '.join(known)})")
+    try:
+        PointEncoderConfig.from_dict(point_encoder)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"model.point_encoder: {e}") from None
+
+
+# ---- YAML -> dataclasses ------------------------------------------------------------------------
+
+
+def load_config(path: str | os.PathLike, overrides: dict | None = None) -> TrainConfig:
+    """Read a YAML run config; ``overrides`` (nested dict) is merged on top (e.g. from the CLI).
+
+    Raises ``ConfigError`` naming the file and the key on an unknown key or a wrongly typed value.
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return config_from_dict(_merge(data, overrides or {}))
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def config_from_dict(data: dict) -> TrainConfig:
+    """Build a ``TrainConfig`` from nested dicts, checking every key and type.
+
+    >>> config_from_dict({"stage2": {"lora": {"rank": 8}}}).stage2.lora.rank
+    8
+    >>> config_from_dict({"stage1": {"lr": 1}})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    spacelm.train.args.ConfigError: stage1.lr: unknown key (known: learning_rate, encoder_learning_rate, ...)
+    """
+    return _build(TrainConfig, data, "")
+
+
+def config_to_dict(config: TrainConfig) -> dict:
+    """Plain nested dict (YAML/JSON-serialisable) of a config."""
+    return dataclasses.asdict(config)
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
+            else value
+    return out
+
+
+def _build(cls, data, key: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{key or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for name in data:
+        if name not in names:
+            raise ConfigError(f"{_join(key, name)}: unknown key (known: {', '.join(names)})")
+    return cls(**{name: _convert(hints[name], data[name], _join(key, name)) for name in data})
+
+
+def _join(key: str, name: str) -> str:
+    return f"{key}.{name}" if key else name
+
+
+def _convert(hint, value, key: str):
+    """Check ``value`` against the type hint ``hint`` (dataclasses, Optional, list, dict, scalars)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        return _convert(options[0] if len(options) == 1 else Any, value, key)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, {} if value is None else value, key)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_convert(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)] if args else list(value)
+    if hint is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        # YAML reads 1e-4 (no dot) as a string: accept numeric strings for floats.
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    return value

@@ -1,0 +1,300 @@
+"""Two-stage training on tiny synthetic rooms: what each stage trains, resume, config errors, data, DDP."""
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("accelerate")
+
+from safetensors.torch import load_file  # noqa: E402
+from transformers import TrainerCallback, set_seed  # noqa: E402
+
+from spacelm.datasets.synthetic import SynthConfig, room_seed, synth_room  # noqa: E402
+from spacelm.model.tiny import save_tiny_base_lm  # noqa: E402
+from spacelm.points import PointCloud, write_ply  # noqa: E402
+from spacelm.scene import Layout, Wall  # noqa: E402
+from spacelm.scene.language import write_layout  # noqa: E402
+from spacelm.train import data as data_module  # noqa: E402
+from spacelm.train.args import ConfigError, config_from_dict, load_config  # noqa: E402
+from spacelm.train.data import LayoutDataset, fit_to_ranges  # noqa: E402
+from spacelm.train.sft import initial_model, new_token_ids, stage_dir, train  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+# Sparse rooms (150 points/m^2, 1-3 boxes) keep a step well under a second.
+ROOMS = SynthConfig(density=150, boxes=(1, 3), windows=(0, 1))
+
+
+def write_rooms(root: Path, n_train: int, n_val: int, seed: int = 0) -> Path:
+    """A dataset folder in our format: pcd/<id>.ply, layout/<id>.txt, split.csv."""
+    (root / "pcd").mkdir(parents=True)
+    (root / "layout").mkdir()
+    rows = ["id,split"]
+    for i in range(n_train + n_val):
+        room = synth_room(room_seed(seed, i), ROOMS)
+        write_ply(root / "pcd" / f"room{i}.ply", PointCloud(room.xyz, room.rgb))
+        write_layout(root / "layout" / f"room{i}.txt", room.layout)
+        rows.append(f"room{i},{'train' if i < n_train else 'val'}")
+    (root / "split.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return write_rooms(tmp_path_factory.mktemp("rooms"), n_train=4, n_val=2)
+
+
+@pytest.fixture(scope="module")
+def base_lm(tmp_path_factory):
+    return save_tiny_base_lm(tmp_path_factory.mktemp("base"), hidden_size=32, num_layers=1, num_heads=2,
+                             labels=["bed", "sofa", "chair"])
+
+
+def make_config(output_dir, dataset, base_lm, **stages):
+    stage = {"learning_rate": 1e-2, "max_steps": 3, "batch_size": 2, "warmup_ratio": 0.0}
+    return config_from_dict({
+        "output_dir": str(output_dir),
+        "model": {"base_lm": str(base_lm),
+                  "point_encoder": {"channels": [8, 8, 8, 8, 8], "embed_dim": 16, "num_bins": 640}},
+        "data": {"train": [str(dataset)], "num_workers": 0, "augment": {"rotate": "right_angles"}},
+        "stage1": {**stage, **stages.get("stage1", {})},
+        "stage2": {**stage, **stages.get("stage2", {})},
+        "validation": {"at_end": False},
+        "logging": {"report_to": ["none"], "logging_steps": 1, "save_steps": 100},
+    })
+
+
+def saved_weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def two_stage_run(tmp_path_factory, dataset, base_lm):
+    """Stage 1 (with weight decay, which must not touch frozen rows) then stage 2, 3 steps each."""
+    config = make_config(tmp_path_factory.mktemp("run"), dataset, base_lm,
+                         stage1={"weight_decay": 0.1, "encoder_learning_rate": 3e-2})
+    set_seed(config.seed)  # the same draw run_stage makes for stage 1's new encoder and projector
+    initial, _ = initial_model(config, "1")
+    before = {k: v.detach().clone() for k, v in initial.state_dict().items()}
+    train(config, "both", show_progress=False)
+    return config, initial, before
+
+
+def test_stage1_changes_only_encoder_projector_and_new_token_rows(two_stage_run):
+    config, initial, before = two_stage_run
+    after = saved_weights(stage_dir(config, "1"))
+    embed_key = next(k for k in before if k.endswith("embed_tokens.weight"))
+    new_rows = [initial.config.point_start_token_id, initial.config.point_end_token_id]
+    others = [r for r in range(before[embed_key].shape[0]) if r not in new_token_ids(initial)]
+    assert not torch.equal(after[embed_key][new_rows], before[embed_key][new_rows])
+    assert torch.equal(after[embed_key][others], before[embed_key][others])  # bit-identical
+    for key, value in before.items():
+        if key not in after:  # the tied lm_head is stored once
+            continue
+        if key.startswith(("point_encoder.", "projector.")):
+            continue
+        if key != embed_key:
+            assert torch.equal(after[key], value), f"{key} changed in stage 1"
+    changed = [k for k in before if k.startswith(("point_encoder.", "projector."))
+               and not torch.equal(after[k], before[k])]
+    assert "projector.weight" in changed and any(k.startswith("point_encoder.") for k in changed)
+
+
+def test_stage2_starts_from_stage1_and_changes_the_lm(two_stage_run):
+    config, _, _ = two_stage_run
+    first, second = saved_weights(stage_dir(config, "1")), saved_weights(stage_dir(config, "2"))
+    lm_keys = [k for k in first if k.startswith("language_model.") and "layers.0.self_attn.q_proj" in k]
+    assert lm_keys and all(not torch.equal(first[k], second[k]) for k in lm_keys)
+    assert (stage_dir(config, "2") / "spacelm_processor.json").is_file()  # loadable by spacelm predict
+
+
+class CrashAfterSave(TrainerCallback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise RuntimeError("simulated crash")
+
+
+def run_recording(config, monkeypatch, seen, callbacks=()):
+    """Train stage 1, appending the (epoch, index) of every room loaded to ``seen``, in order."""
+    original = data_module.LayoutDataset.__getitem__
+
+    def recording(self, index):
+        seen.append((self.epoch, index))
+        return original(self, index)
+
+    monkeypatch.setattr(data_module.LayoutDataset, "__getitem__", recording)
+    try:
+        train(config, "1", callbacks=callbacks, show_progress=False)
+    finally:
+        monkeypatch.setattr(data_module.LayoutDataset, "__getitem__", original)
+
+
+def test_resume_after_crash_continues_at_the_right_step_and_data(tmp_path, dataset, base_lm, monkeypatch):
+    # batch 1 over 4 rooms: 4 steps per epoch, so the crash at step 3 lands mid-epoch.
+    stage = {"stage1": {"max_steps": 6, "batch_size": 1}}
+    straight = make_config(tmp_path / "straight", dataset, base_lm, **stage)
+    order, before_crash, after_crash = [], [], []
+    run_recording(straight, monkeypatch, order)
+    crashed = make_config(tmp_path / "crashed", dataset, base_lm, **stage)
+    crashed.logging.save_steps = 3
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_recording(crashed, monkeypatch, before_crash, callbacks=[CrashAfterSave(3)])
+    # The loader reads one batch ahead, so the crashed run had read the room of step 4 too.
+    assert before_crash[:3] == order[:3] and before_crash[3] == order[3]
+    run_recording(crashed, monkeypatch, after_crash)  # the same call again: resumes from checkpoint-3
+    assert after_crash == order[3:], (order, after_crash)  # no room lost or repeated
+    done = json.loads((stage_dir(crashed, "1") / "stage_complete.json").read_text())
+    assert done["global_step"] == 6
+    a, b = saved_weights(stage_dir(straight, "1")), saved_weights(stage_dir(crashed, "1"))
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_yaml_errors_name_file_and_key(tmp_path):
+    cases = {
+        "stage2:\n  lora:\n    rnk: 4\n": "stage2.lora.rnk: unknown key",
+        "stage1:\n  batch_size: two\n": "stage1.batch_size: expected an integer",
+        "model:\n  point_encoder:\n    chanels: [8]\n": "model.point_encoder.chanels: unknown key",
+        "data:\n  task: rooms\n": "data.task: must be one of",
+        "stage1:\n  lora: {}\n": "stage1.lora: LoRA applies to stage 2 only",
+        "learning_rate: 1\n": "learning_rate: unknown key",
+    }
+    for text, message in cases.items():
+        path = tmp_path / "run.yaml"
+        path.write_text(text)
+        with pytest.raises(ConfigError) as error:
+            load_config(path)
+        assert str(path) in str(error.value) and message in str(error.value), text
+
+
+def test_shipped_configs_load_and_fit_the_style_limit():
+    for name in ("quickstart.yaml", "qwen2.5-0.5b.yaml"):
+        path = REPO / "configs" / name
+        config = load_config(path)
+        assert config.stage1.learning_rate > 0
+        assert len(path.read_text().splitlines()) <= 60
+
+
+def test_quickstart_yaml_matches_the_quickstart_defaults(tmp_path):
+    from spacelm.quickstart import quickstart_config
+
+    from_yaml = load_config(REPO / "configs" / "quickstart.yaml")
+    in_code = quickstart_config(tmp_path, train_dir="data/quickstart/train", val_dir="data/quickstart/val",
+                                stage1_minutes=from_yaml.stage1.time_limit_minutes,
+                                stage2_minutes=from_yaml.stage2.time_limit_minutes)
+    for part in ("model", "stage1", "stage2", "data"):
+        assert getattr(from_yaml, part) == getattr(in_code, part), part
+
+
+def test_dataset_labels_only_the_answer_and_is_repeatable(dataset, base_lm):
+    config = make_config("unused", dataset, base_lm)
+    _, processor = initial_model(config, "1")
+    rooms = LayoutDataset([dataset], processor, split="train", augment=config.data.augment, seed=3)
+    example = rooms[1]
+    ids, labels = example["input_ids"], example["labels"]
+    start = next(i for i, label in enumerate(labels) if label != -100)
+    assert all(label == -100 for label in labels[:start])
+    assert labels[start:] == ids[start:]  # the whole answer and its end-of-turn token
+    assert processor.point_token_id in ids[:start] and processor.point_token_id not in ids[start:]
+    answer = processor.tokenizer.decode(ids[start:], skip_special_tokens=True)
+    assert answer.startswith("wall_0=Wall(")
+    assert rooms[1]["input_ids"] == ids  # the same (seed, epoch, index) gives the same example
+    rooms.set_epoch(1)
+    assert not np.array_equal(rooms[1]["point_features"], example["point_features"])
+    assert len(LayoutDataset([dataset], processor, split="val")) == 2
+
+
+def test_fit_to_ranges_clips_with_a_warning_or_raises(caplog):
+    layout = Layout(walls=[Wall(0.0, -0.05, 0.0, 4.0, -0.05, 0.0, 2.5, 0.0)])  # 5 cm below the cloud
+    with caplog.at_level(logging.WARNING):
+        fitted = fit_to_ranges(layout, np.array([0.0, 0.0, 0.0]), sample_id="room7")
+    assert fitted.walls[0].ay == 0.0 and fitted.walls[0].by == 0.0
+    assert "room7" in caplog.text and "0.050 m" in caplog.text
+    with pytest.raises(ValueError, match="room7"):
+        fit_to_ranges(layout, np.zeros(3), policy="error", sample_id="room7")
+
+
+DDP_SCRIPT = textwrap.dedent("""
+    import hashlib, sys
+    import torch
+    from transformers import TrainerCallback
+    from spacelm.train.args import config_from_dict
+    from spacelm.train.sft import train
+
+    class Digest(TrainerCallback):
+        def on_train_end(self, args, state, control, model=None, **kwargs):
+            h = hashlib.sha256()
+            for name, p in sorted(model.state_dict().items()):
+                h.update(name.encode()); h.update(p.detach().float().numpy().tobytes())
+            rank = torch.distributed.get_rank()
+            open(f"{sys.argv[1]}/rank{rank}.txt", "w").write(f"{h.hexdigest()} {state.global_step}")
+
+    stage = {"learning_rate": 1e-2, "max_steps": 2, "batch_size": 1}
+    config = config_from_dict({
+        "output_dir": sys.argv[1],
+        "model": {"base_lm": sys.argv[2],
+                  "point_encoder": {"channels": [8, 8, 8, 8, 8], "embed_dim": 16, "num_bins": 640}},
+        "data": {"train": [sys.argv[3]], "num_workers": 0},
+        "stage1": stage, "stage2": stage, "validation": {"at_end": False},
+        "logging": {"report_to": ["none"], "save_steps": 100}})
+    train(config, "2" if len(sys.argv) > 4 else "1", callbacks=[Digest()], show_progress=False)
+""")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path, dataset, base_lm):
+    # The slowest test here (two fresh interpreters, gloo): about 20-30 s on 2 cores.
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+               "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
+               str(script), str(tmp_path), str(base_lm), str(dataset)]
+    done = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rank0, rank1 = ((tmp_path / f"rank{r}.txt").read_text().split() for r in (0, 1))
+    assert rank0 == rank1 and rank0[1] == "2"
+    assert (tmp_path / "stage1" / "model.safetensors").is_file()
+
+
+def test_stage2_lora_is_merged_into_a_plain_saved_model(tmp_path, dataset, base_lm):
+    pytest.importorskip("peft")
+    config = make_config(tmp_path, dataset, base_lm, stage2={"lora": {"rank": 4, "alpha": 8, "dropout": 0.0}})
+    train(config, "both", show_progress=False)
+    first, second = saved_weights(stage_dir(config, "1")), saved_weights(stage_dir(config, "2"))
+    assert set(first) == set(second)  # no lora_A / lora_B / base_layer keys: the adapters were merged
+    q_proj = next(k for k in first if "layers.0.self_attn.q_proj.weight" in k)
+    assert not torch.equal(first[q_proj], second[q_proj])  # the merged update is in the LM weights
+    norm = next(k for k in first if k.endswith("layers.0.input_layernorm.weight"))
+    assert torch.equal(first[norm], second[norm])  # LoRA leaves the rest of the LM frozen
+
+
+def test_cli_train_runs_one_stage_of_a_yaml_config(tmp_path, dataset, base_lm):
+    import yaml
+    from typer.testing import CliRunner
+
+    from spacelm.cli.app import app
+    from spacelm.train.args import config_to_dict
+
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config_to_dict(make_config(tmp_path / "unused", dataset, base_lm))))
+    result = CliRunner().invoke(app, ["train", str(path), "--stage", "1", "--output-dir", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    done = json.loads((tmp_path / "run" / "stage1" / "stage_complete.json").read_text())
+    assert done["global_step"] == 3
+    assert not (tmp_path / "run" / "stage2").exists() and not (tmp_path / "unused").exists()
