@@ -74,3 +74,29 @@ def test_repeated_entity_stop(model_dir):
     assert stops("wall_0=Wall(1,2,3,4,5,6,7,0)\nwall_1=Wall(1,2,3,4,5,6,7,0)\n")
     assert not stops("wall_0=Wall(1,2,3,4,5,6,7,0)\nwall_1=Wall(1,2,3,4,5,9,7,0)\n")
     assert not stops("wall_0=Wall(1,2,3,4,5,6,7,0)\nwall_1=Wall(1,2,3,4,5,6,7,0")  # no newline yet
+
+
+class FavourToken(torch.nn.Module):
+    """An LM head that adds a large logit to one token, so greedy decoding would pick it every step."""
+
+    def __init__(self, head, token_id):
+        super().__init__()
+        self.head, self.token_id = head, token_id
+
+    def forward(self, hidden):
+        logits = self.head(hidden)
+        logits[..., self.token_id] += 1e4
+        return logits
+
+
+def test_point_tokens_are_never_generated(model_dir, monkeypatch):
+    model, processor = load_model(model_dir, "cpu")
+    monkeypatch.setattr(model.language_model, "lm_head",
+                        FavourToken(model.language_model.lm_head, processor.point_token_id))
+    rng = np.random.default_rng(1)
+    cloud = PointCloud(rng.uniform(0, 3, (2000, 3)).astype(np.float32), None)
+    config = PredictConfig(do_sample=False, max_new_tokens=12, cleanup=False)
+    (pred,) = predict_clouds(model, processor, [cloud], config)
+    generated = processor.tokenizer(pred.text, add_special_tokens=False)["input_ids"]
+    # Point tokens are special (dropped from the text): unsuppressed, the text would be empty.
+    assert generated and processor.point_token_id not in generated

@@ -93,6 +93,12 @@ def _alignment_warnings(xyz) -> tuple[str, ...]:
         return (f"could not check that the cloud is z-up and metric: {e}",)
 
 
+def point_token_ids(model) -> list[int]:
+    """Ids of <|point_start|>, <|point_pad|> and <|point_end|> in ``model``'s vocabulary."""
+    c = model.config
+    return [i for i in (c.point_start_token_id, c.point_token_id, c.point_end_token_id) if i is not None]
+
+
 def predict_clouds(model, processor: SpatialLMProcessor, clouds: list[PointCloud],
                    config: PredictConfig = PredictConfig(), *, seed: int | None = None) -> list[Prediction]:
     """Predict one layout per cloud (a batch); layouts come back in each cloud's own frame."""
@@ -109,8 +115,11 @@ def predict_clouds(model, processor: SpatialLMProcessor, clouds: list[PointCloud
     sampling = dict(do_sample=True, temperature=config.temperature, top_p=config.top_p,
                     top_k=config.top_k) if config.do_sample else dict(do_sample=False)
     with torch.no_grad():
+        # The point tokens belong to the prompt only: one emitted with the cache off would break the
+        # forward's check that pads match the encoder's token count, so they are never sampled.
         output = model.generate(**inputs, max_new_tokens=config.max_new_tokens, use_cache=True,
-                                stopping_criteria=stopping, num_beams=1, **sampling)
+                                stopping_criteria=stopping, num_beams=1, suppress_tokens=point_token_ids(model),
+                                **sampling)
     predictions = []
     for row, offset in enumerate(batch.offsets):
         generated = output[row, prompt_length:]

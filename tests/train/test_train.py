@@ -26,7 +26,8 @@ from spacelm.scene.language import write_layout  # noqa: E402
 from spacelm.train import data as data_module  # noqa: E402
 from spacelm.train.args import ConfigError, config_from_dict, load_config  # noqa: E402
 from spacelm.train.data import LayoutDataset, fit_to_ranges  # noqa: E402
-from spacelm.train.sft import initial_model, new_token_ids, stage_dir, train  # noqa: E402
+from spacelm.predict import point_token_ids  # noqa: E402
+from spacelm.train.sft import initial_model, stage_dir, train  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 # Sparse rooms (150 points/m^2, 1-3 boxes) keep a step well under a second.
@@ -93,7 +94,7 @@ def test_stage1_changes_only_encoder_projector_and_new_token_rows(two_stage_run)
     after = saved_weights(stage_dir(config, "1"))
     embed_key = next(k for k in before if k.endswith("embed_tokens.weight"))
     new_rows = [initial.config.point_start_token_id, initial.config.point_end_token_id]
-    others = [r for r in range(before[embed_key].shape[0]) if r not in new_token_ids(initial)]
+    others = [r for r in range(before[embed_key].shape[0]) if r not in point_token_ids(initial)]
     assert not torch.equal(after[embed_key][new_rows], before[embed_key][new_rows])
     assert torch.equal(after[embed_key][others], before[embed_key][others])  # bit-identical
     for key, value in before.items():

@@ -31,6 +31,7 @@ from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from spacelm.model import SpatialLMForCausalLM, SpatialLMProcessor
+from spacelm.predict import point_token_ids
 from spacelm.scene.metrics import LAYOUT_CLASSES, EvalResult, evaluate_scenes
 from spacelm.train.args import LoraArgs, StageArgs, TrainConfig, ValidationArgs
 from spacelm.train.data import LayoutDataset
@@ -149,9 +150,6 @@ def base_lm_path(config: TrainConfig) -> str:
     return str(path)
 
 
-def new_token_ids(model: SpatialLMForCausalLM) -> list[int]:
-    c = model.config
-    return [i for i in (c.point_start_token_id, c.point_token_id, c.point_end_token_id) if i is not None]
 
 
 def configure_trainable(model: SpatialLMForCausalLM, stage: str, lora: LoraArgs | None = None) -> None:
@@ -165,7 +163,7 @@ def configure_trainable(model: SpatialLMForCausalLM, stage: str, lora: LoraArgs 
         model.language_model.requires_grad_(False)
     for name in ENCODER_MODULES:
         getattr(model, name).requires_grad_(True)
-    train_embedding_rows(model.get_input_embeddings().weight, new_token_ids(model))
+    train_embedding_rows(model.get_input_embeddings().weight, point_token_ids(model))
 
 
 def train_embedding_rows(weight: nn.Parameter, rows: Sequence[int]):
