@@ -46,6 +46,7 @@ DENSITY = 100.0
 EVAL_SECONDS_PER_ROOM = 2.0
 EVAL_BATCH = 10
 MAX_NEW_TOKENS = 1024  # the longest synthetic room is about 800 answer tokens
+RELIANCE_ROOMS = 16  # held-out rooms scored with their own and with another room's cloud (a few seconds)
 
 
 def quickstart_config(output_dir: str | Path, *, train_dir: str | Path, val_dir: str | Path,
@@ -57,7 +58,7 @@ def quickstart_config(output_dir: str | Path, *, train_dir: str | Path, val_dir:
         "seed": seed,
         "model": {"tiny_lm": {"hidden_size": 128, "num_layers": 4, "num_heads": 4},
                   "point_encoder": {"channels": [8, 8, 16, 16, 32], "embed_dim": 64, "num_bins": 640},
-                  "projector": "linear", "dtype": "float32"},
+                  "projector": "linear", "dtype": "float32", "reference_code": False},
         "data": {"train": [str(train_dir)], "val": [str(val_dir)], "task": "all", "num_workers": 1,
                  "augment": {"rotate": "right_angles", "scale_range": [0.9, 1.1], "color_jitter": 0.0}},
         "stage1": {**stage, "time_limit_minutes": stage1_minutes},
@@ -114,18 +115,23 @@ def run_quickstart(output_dir: str | Path, *, minutes: float = 25.0, rooms: int 
                         show_progress=False)
     steps = {s: json.loads((folder / "stage_complete.json").read_text()) for s, folder in folders.items()}
 
-    result, example = _score(folders["2"], val_dir, console, deadline=start + 60 * minutes)
+    result, example, reliance = _score(folders["2"], val_dir, console, deadline=start + 60 * minutes)
     figures = _figures(result, steps, start)
+    figures["cloud_reliance"] = {"own_cloud_loss": reliance.own, "other_cloud_loss": reliance.other,
+                                 "gain": reliance.gain, "rooms": reliance.rooms}
     html = _write_outputs(output_dir, result, example, figures)
     console.print(summary_table(figures["f1"]))
     rates = ", ".join(f"stage {s}: {v['steps']} steps at {v['steps_per_second']:.2f}/s"
                       for s, v in figures["stages"].items())
+    console.print(f"held-out answer loss {reliance.own:.3f} nats/token with each room's own cloud, "
+                  f"{reliance.other:.3f} with another room's: the cloud is worth {reliance.gain:.3f}")
     console.print(f"{rates}; {figures['minutes']:.1f} min in all. View one prediction: {html}")
     return figures
 
 
 def _score(model_dir: Path, val_dir: Path, console: Console, *, deadline: float):
-    """Greedy predictions on the held-out rooms: ``(EvalResult, (id, cloud, gt, pred) of the first)``.
+    """Greedy predictions on the held-out rooms: ``(EvalResult, (id, cloud, gt, pred) of the first,
+    CloudReliance on up to RELIANCE_ROOMS of them)``.
 
     Batches stop early when the next one would end after ``deadline`` (a slow machine); the rooms
     predicted so far are scored and the count is printed.
@@ -133,9 +139,11 @@ def _score(model_dir: Path, val_dir: Path, console: Console, *, deadline: float)
     from spacelm.predict import PredictConfig, load_model, predict_clouds
     from spacelm.scene.metrics import evaluate_scenes
     from spacelm.train.data import LayoutDataset
+    from spacelm.train.diagnostics import cloud_reliance
 
     model, processor = load_model(model_dir, "cpu")
     rooms = LayoutDataset([val_dir], processor, split="val")
+    reliance = cloud_reliance(model, processor, [rooms.room(i) for i in range(min(RELIANCE_ROOMS, len(rooms)))])
     config = PredictConfig(do_sample=False, max_new_tokens=MAX_NEW_TOKENS)
     scenes, example, batch_seconds = [], None, 0.0
     with _progress(console) as progress:
@@ -153,7 +161,7 @@ def _score(model_dir: Path, val_dir: Path, console: Console, *, deadline: float)
                 example = example or (sid, cloud, gt, pred.layout)
             batch_seconds = max(batch_seconds, time.monotonic() - tic)
             progress.advance(task, len(batch))
-    return evaluate_scenes(scenes), example
+    return evaluate_scenes(scenes), example, reliance
 
 
 def _figures(result, steps: dict, start: float) -> dict:

@@ -252,3 +252,17 @@ def test_processor_rejects_bad_clouds(model_and_processor):
     with pytest.raises(ValueError, match="rgb"):
         processor.preprocess_points(np.zeros((4, 3)), np.zeros((3, 3), np.uint8))
     assert processor.tokenizer.convert_tokens_to_ids(POINT_PAD_TOKEN) == processor.point_token_id
+
+
+def test_request_without_reference_code_is_short_and_saved(model_and_processor, tmp_path):
+    _, processor = model_and_processor
+    short = SpatialLMProcessor(processor.tokenizer, num_bins=640, reference_code=False)
+    long_ids, short_ids = processor.prompt_ids(3), short.prompt_ids(3)
+    text = short.tokenizer.decode(short_ids)
+    assert text.count(POINT_PAD_TOKEN) == 3
+    assert "Detect walls, doors, windows, boxes.<|im_end|>" in text and "dataclass" not in text
+    assert "dataclass" in processor.tokenizer.decode(long_ids)
+    assert len(long_ids) - len(short_ids) > 200  # the code template is most of SpatialLM's prompt
+    short.save_pretrained(tmp_path)
+    loaded = SpatialLMProcessor.from_pretrained(tmp_path)
+    assert loaded.reference_code is False and loaded.prompt_ids(3) == short_ids

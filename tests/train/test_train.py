@@ -299,3 +299,53 @@ def test_cli_train_runs_one_stage_of_a_yaml_config(tmp_path, dataset, base_lm):
     done = json.loads((tmp_path / "run" / "stage1" / "stage_complete.json").read_text())
     assert done["global_step"] == 3
     assert not (tmp_path / "run" / "stage2").exists() and not (tmp_path / "unused").exists()
+
+
+class LogRecorder(TrainerCallback):
+    def __init__(self) -> None:
+        self.logs = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self.logs.append(dict(logs or {}))
+
+
+def test_validation_logs_f1_and_the_cloud_gain_of_the_saved_model(tmp_path, dataset, base_lm):
+    from spacelm.predict import load_model
+    from spacelm.train.diagnostics import answer_loss
+
+    config = make_config(tmp_path, dataset, base_lm)
+    config.validation.at_end, config.validation.num_rooms, config.validation.max_new_tokens = True, 2, 4
+    config.validation.cleanup = False
+    recorder = LogRecorder()
+    folder = train(config, "1", callbacks=[recorder], show_progress=False)["1"]
+    logged = next(log for log in recorder.logs if "val/cloud_gain" in log)
+    assert "val/f1@0.25/wall" in logged  # 4 tokens cannot close a wall: F1 0, but it is logged
+    model, processor = load_model(folder, "cpu")
+    val = LayoutDataset([dataset], processor, split="val")
+    rooms = [val.room(i) for i in range(2)]
+    own = answer_loss(model, processor, rooms)
+    other = answer_loss(model, processor, rooms, [rooms[1][1], rooms[0][1]])
+    assert logged["val/loss_own_cloud"] == pytest.approx(own, rel=1e-4)
+    assert logged["val/cloud_gain"] == pytest.approx(other - own, abs=1e-4)
+
+
+def test_answer_loss_is_the_models_loss_and_a_same_cloud_swap_changes_nothing(dataset, base_lm):
+    from spacelm.model import SpatialLMForCausalLM
+    from spacelm.train.diagnostics import answer_loss, cloud_reliance
+
+    set_seed(0)
+    model, processor = SpatialLMForCausalLM.from_base_lm(
+        str(base_lm), point_config={"channels": [8, 8, 8, 8, 8], "embed_dim": 16, "num_bins": 640})
+    rooms = [LayoutDataset([dataset], processor, split="train").room(i) for i in range(3)]
+    # One batch of all three: the per-token mean equals the model's own loss on test-mode examples.
+    examples = [processor.training_example(c.xyz, c.rgb, data_module.fit_to_ranges(
+        data_module.fold_box_yaws(data_module.canonical_order(lay)), c.xyz.min(axis=0)), mode="test")
+        for _, c, lay in rooms]
+    with torch.no_grad():
+        expected = model.eval()(**processor.collate(examples)).loss.item()
+    assert answer_loss(model, processor, rooms, batch_size=3) == pytest.approx(expected, rel=1e-5)
+    # Two rooms sharing one cloud: the swap hands each room the very cloud it had, so no gain at all.
+    shared = [rooms[0], (rooms[1][0], rooms[0][1], rooms[1][2])]
+    reliance = cloud_reliance(model, processor, shared)
+    assert reliance.gain == pytest.approx(0.0, abs=1e-6) and reliance.rooms == 2
+    assert cloud_reliance(model, processor, rooms).gain != pytest.approx(0.0, abs=1e-6)

@@ -13,6 +13,8 @@
 The prompt is SpatialLM's user turn ``<|point_start|><|point_pad|><|point_end|>{task_instruction}`` in the
 tokenizer's chat template (system "You are a helpful assistant." unless ``system_prompt=None``), with the
 single ``<|point_pad|>`` expanded to ``count_tokens(coords)`` pads: exactly the encoder's token count.
+``reference_code=False`` drops the ~260-token code template from the request (a model trained from
+scratch learns nothing from a constant text, and on a CPU it is a quarter of each sequence).
 
 Batches are padded text (left for generation, right for training) plus concatenated point rows with a
 ``point_batch`` column: no padding of point clouds.
@@ -84,14 +86,18 @@ class SpatialLMProcessor:
     ``token_stride``: voxels per encoder token along an axis (16 for the 5-stage encoder).
     ``layout_decimals``: None (SpatialLM) writes the answer as integer bins; a number writes metric floats
     with that many decimals instead (the discretisation ablation, ``bench/ablate_discretisation.py``).
+    ``reference_code``: SpatialLM's request with its code template (True), or the bare request
+    ("Detect walls, doors, windows, boxes.").
     """
 
     def __init__(self, tokenizer, *, num_bins: int = 1280, token_stride: int = 16,
-                 system_prompt: str | None = DEFAULT_SYSTEM_PROMPT, layout_decimals: int | None = None) -> None:
+                 system_prompt: str | None = DEFAULT_SYSTEM_PROMPT, layout_decimals: int | None = None,
+                 reference_code: bool = True) -> None:
         self.tokenizer = tokenizer
         self.num_bins = int(num_bins)
         self.token_stride = int(token_stride)
         self.system_prompt = system_prompt
+        self.reference_code = bool(reference_code)
         if layout_decimals is not None and layout_decimals < 0:
             raise ValueError(f"layout_decimals must be None or >= 0, got {layout_decimals}")
         self.layout_decimals = layout_decimals
@@ -145,7 +151,7 @@ class SpatialLMProcessor:
         return before + [self.point_token_id] * num_point_tokens + after
 
     def _split_prompt(self, task: str, categories: Sequence[str] | None) -> tuple[list[int], list[int]]:
-        instruction = task_instruction(task, list(categories or []))
+        instruction = task_instruction(task, list(categories or []), reference_code=self.reference_code)
         user = f"{POINT_START_TOKEN}{POINT_PAD_TOKEN}{POINT_END_TOKEN}{instruction}"
         messages = [{"role": "user", "content": user}]
         if self.system_prompt is not None:
@@ -254,7 +260,8 @@ class SpatialLMProcessor:
 
     def to_dict(self) -> dict:
         return {"num_bins": self.num_bins, "token_stride": self.token_stride,
-                "system_prompt": self.system_prompt, "layout_decimals": self.layout_decimals}
+                "system_prompt": self.system_prompt, "layout_decimals": self.layout_decimals,
+                "reference_code": self.reference_code}
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """Write the tokenizer files and ``spacelm_processor.json`` (the settings above) to ``directory``."""

@@ -283,17 +283,24 @@ def code_template() -> str:
     return "\n\n".join(blocks)
 
 
-def task_instruction(task: str = "all", categories: list[str] | None = None) -> str:
+def task_instruction(task: str = "all", categories: list[str] | None = None, *,
+                     reference_code: bool = True) -> str:
     """SpatialLM's request: ``Detect walls, doors, windows, boxes. The reference code is as followed: ...``.
 
     ``task`` is ``all``, ``arch`` or ``object``; ``categories`` replaces "boxes" by a list of labels
-    (``["bed", "nightstand"]`` -> "Detect bed, nightstand.").
+    (``["bed", "nightstand"]`` -> "Detect bed, nightstand."). ``reference_code=False`` stops after the
+    request (no code template).
+
+    >>> task_instruction("arch", reference_code=False)
+    'Detect walls, doors, windows.'
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}")
     what = TASKS[task]
     if categories:
         what = what.replace("boxes", ", ".join(categories))
+    if not reference_code:
+        return f"Detect {what}."
     return f"Detect {what}. The reference code is as followed: {code_template()}"
 
 

@@ -67,6 +67,9 @@ class ModelArgs:
                                             "choice.", "sdpa")
     layout_decimals: int | None = _help("None: the answer is integer bins (SpatialLM); N: metric floats with N "
                                         "decimals (the discretisation ablation).", None)
+    reference_code: bool = _help("Put SpatialLM's code template (~260 tokens) in the request; false: just "
+                                 "'Detect walls, doors, windows, boxes.' (cheaper for a model trained from "
+                                 "scratch; SpatialLM checkpoints expect true).", True)
 
 
 @dataclass

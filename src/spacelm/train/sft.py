@@ -120,7 +120,8 @@ def initial_model(config: TrainConfig, stage: str) -> tuple[SpatialLMForCausalLM
     if stage == "1":
         return SpatialLMForCausalLM.from_base_lm(base_lm_path(config), point_config=m.point_encoder,
                                                  projector=m.projector, dtype=dtype,
-                                                 processor_kwargs={"layout_decimals": m.layout_decimals},
+                                                 processor_kwargs={"layout_decimals": m.layout_decimals,
+                                                                   "reference_code": m.reference_code},
                                                  **lm_kwargs)
     first = stage_dir(config, "1")
     source = first if (first / COMPLETE_FILE).is_file() else m.init_from
@@ -322,7 +323,8 @@ class TimeLimitCallback(TrainerCallback):
 
 class LayoutValidationCallback(TrainerCallback):
     """Every ``settings.every_steps`` steps (and at the end), predict a few val rooms greedily and log
-    per-class F1 at IoU 0.25 and 0.5 (``val/f1@0.25/wall``, ..., ``val/f1@0.5/objects``).
+    per-class F1 at IoU 0.25 and 0.5 (``val/f1@0.25/wall``, ..., ``val/f1@0.5/objects``), and the answer
+    loss with each room's own cloud and with another's (``val/cloud_gain``: is the cloud read at all?).
 
     Rooms are split over the processes and gathered, so DDP/FSDP ranks generate in step.
     """
@@ -344,6 +346,7 @@ class LayoutValidationCallback(TrainerCallback):
         from accelerate.utils import gather_object
 
         from spacelm.predict import PredictConfig, predict_clouds
+        from spacelm.train.diagnostics import cloud_reliance
 
         self.last_step = step
         accelerator = self.trainer.accelerator
@@ -361,12 +364,19 @@ class LayoutValidationCallback(TrainerCallback):
             batch = share[start:start + self.settings.batch_size]
             predictions = predict_clouds(model, processor, [cloud for _, cloud, _ in batch], predict)
             scenes += [(sid, gt, p.layout) for (sid, _, gt), p in zip(batch, predictions)]
+        # Answer loss with each room's own cloud against another room's (spacelm.train.diagnostics).
+        reliance = [cloud_reliance(model, processor, share, task=self.task)] if len(share) > 1 else []
         model.train(was_training)
         if world > 1:
-            scenes = gather_object(scenes)
+            scenes, reliance = gather_object(scenes), gather_object(reliance)
         unique = list({sid: (sid, gt, pred) for sid, gt, pred in scenes}.values())
         metrics = {f"val/f1@{t}/{name}": value for name, by_t in f1_by_class(evaluate_scenes(unique)).items()
                    for t, value in by_t.items() if not math.isnan(value)}
+        if reliance:
+            rooms = sum(r.rooms for r in reliance)
+            metrics["val/loss_own_cloud"] = sum(r.own * r.rooms for r in reliance) / rooms
+            metrics["val/loss_other_cloud"] = sum(r.other * r.rooms for r in reliance) / rooms
+            metrics["val/cloud_gain"] = metrics["val/loss_other_cloud"] - metrics["val/loss_own_cloud"]
         if accelerator.is_main_process:
             self.trainer.log(dict(metrics))
         return metrics

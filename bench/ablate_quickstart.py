@@ -1,0 +1,145 @@
+"""Why the quickstart falls short: short runs of its model with one thing changed, scored by F1 and by
+whether the model reads the point cloud at all.
+
+Each variant trains the quickstart's tiny model (stage 1 for ``--stage1-minutes``, stage 2 for
+``--minutes``, on the clock) on the same synthetic rooms, then prints per variant: optimiser steps,
+F1 on ``--val-rooms`` held-out rooms (greedy), and the held-out answer loss with each room's own cloud
+against another room's (``spacelm.train.diagnostics.cloud_reliance``; the difference is what the
+cloud is worth, in nats per answer token).
+
+    python bench/ablate_quickstart.py --minutes 6 --output out/ablate_quickstart
+    python bench/ablate_quickstart.py --variants short arch zero_resnet --minutes 6
+
+Variants (each is the quickstart's config with the change named):
+
+- ``spatiallm_prompt``: SpatialLM's request with its ~260-token code template (``reference_code: true``);
+- ``short``: the bare request (the quickstart's default);
+- ``no_stage1``: stage 1 cut to 3 seconds (with a random frozen LM it has nothing to align to);
+- ``arch``: walls, doors and windows only (an answer ~5x shorter);
+- ``zero_resnet``: ``arch`` with the sparse ResNet's output zeroed, so each point token carries only its
+  cell's Fourier position features (is the encoder the bottleneck?);
+- ``lr3e-3``: ``arch`` with 3x the learning rate.
+
+Run on an otherwise idle machine: the variants share the clock, so a busy CPU means fewer steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ARCH = {"data": {"task": "arch"}}
+VARIANTS: dict[str, dict] = {
+    "spatiallm_prompt": {"model": {"reference_code": True}},
+    "short": {},
+    "no_stage1": {"stage1": {"time_limit_minutes": 0.05}},
+    "arch": ARCH,
+    "zero_resnet": ARCH,
+    "lr3e-3": {**ARCH, "stage1": {"learning_rate": 3e-3}, "stage2": {"learning_rate": 3e-3}},
+}
+
+
+def merged(base: dict, change: dict) -> dict:
+    out = dict(base)
+    for key, value in change.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+@contextmanager
+def resnet_zeroed(active: bool):
+    """While active, the sparse ResNet returns zeros (the Fourier position head still runs)."""
+    from spacelm.model.point_encoder import ResNet3DSparse
+
+    original = ResNet3DSparse.forward
+
+    def zeroed(self, x):
+        out = original(self, x)
+        return out.replace_features(out.features * 0)
+
+    if active:
+        ResNet3DSparse.forward = zeroed
+    try:
+        yield
+    finally:
+        ResNet3DSparse.forward = original
+
+
+def run_variant(name: str, data: Path, output: Path, args) -> dict:
+    from spacelm.predict import PredictConfig, load_model, predict_clouds
+    from spacelm.quickstart import quickstart_config
+    from spacelm.scene.metrics import evaluate_scenes
+    from spacelm.train.args import config_from_dict
+    from spacelm.train.data import LayoutDataset
+    from spacelm.train.diagnostics import cloud_reliance
+    from spacelm.train.sft import f1_by_class, train
+
+    base = quickstart_config(output / name, train_dir=data / "train", val_dir=data / "val", seed=args.seed,
+                             stage1_minutes=args.stage1_minutes, stage2_minutes=args.minutes)
+    config = config_from_dict(merged(dataclasses.asdict(base), VARIANTS[name]))
+    task = config.data.task
+    with resnet_zeroed(name == "zero_resnet"):
+        folders = train(config, "both", show_progress=False)
+        steps = {s: json.loads((f / "stage_complete.json").read_text())["global_step"] for s, f in folders.items()}
+        model, processor = load_model(folders["2"], "cpu")
+        val = LayoutDataset([data / "val"], processor, split="val", task=task)
+        rooms = [val.room(i) for i in range(min(args.val_rooms, len(val)))]
+        predictions = predict_clouds(model, processor, [cloud for _, cloud, _ in rooms],
+                                     PredictConfig(task=task, do_sample=False, max_new_tokens=1024))
+        reliance = cloud_reliance(model, processor, rooms[:16], task=task)
+    f1 = f1_by_class(evaluate_scenes([(sid, gt, p.layout) for (sid, _, gt), p in zip(rooms, predictions)]))
+    return {"steps": steps, "task": task,
+            "f1": {k: {str(t): v for t, v in f1[k].items()} for k in ("wall", "door", "window", "objects") if k in f1},
+            "own_cloud_loss": reliance.own, "other_cloud_loss": reliance.other, "cloud_gain": reliance.gain}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--minutes", type=float, default=6.0, help="stage-2 minutes of each variant")
+    parser.add_argument("--stage1-minutes", type=float, default=0.5)
+    parser.add_argument("--rooms", type=int, default=1000)
+    parser.add_argument("--val-rooms", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", type=Path, default=Path("out/ablate_quickstart"))
+    args = parser.parse_args()
+
+    from transformers.utils import logging as hf_logging
+
+    from spacelm.datasets.convert import synthesize_dataset
+    from spacelm.quickstart import DENSITY
+
+    hf_logging.disable_progress_bar()
+    data = args.output / "data"
+    synthesize_dataset(data / "train", args.rooms, seed=args.seed, val_fraction=0.0, workers=2, density=DENSITY)
+    synthesize_dataset(data / "val", args.val_rooms, seed=args.seed + 1, val_fraction=1.0, workers=2,
+                       density=DENSITY)
+    results = {}
+    for name in args.variants:
+        if (args.output / name).exists():
+            raise FileExistsError(f"{args.output / name} exists; remove it or choose another --output")
+        tic = time.monotonic()
+        results[name] = run_variant(name, data, args.output, args)
+        results[name]["minutes"] = (time.monotonic() - tic) / 60
+        (args.output / "ablate_quickstart.json").write_text(json.dumps(results, indent=1) + "\n")
+
+    print(f"\n{args.minutes:g} min of stage 2 each; F1 on {args.val_rooms} held-out rooms; cloud gain = answer loss "
+          "with another room's cloud minus with its own (nats/token)")
+    print(f"{'variant':<17} {'task':<5} {'steps 1+2':>10} {'wall@.5':>8} {'door@.25':>8} {'win@.25':>8} "
+          f"{'obj@.25':>8} {'own loss':>9} {'gain':>7}")
+    for name, r in results.items():
+        f1 = r["f1"]
+        cells = [f1.get(k, {}).get(t, float("nan")) for k, t in
+                 (("wall", "0.5"), ("door", "0.25"), ("window", "0.25"), ("objects", "0.25"))]
+        steps = f"{r['steps']['1']}+{r['steps']['2']}"
+        print(f"{name:<17} {r['task']:<5} {steps:>10} " + " ".join(f"{c:>8.3f}" for c in cells)
+              + f" {r['own_cloud_loss']:>9.3f} {r['cloud_gain']:>7.3f}")
+    print("written to " + str(args.output / "ablate_quickstart.json"))
+
+
+if __name__ == "__main__":
+    main()
