@@ -4,8 +4,9 @@ Within a wall-clock budget (25 minutes by default, 2 CPU cores): synthesise trai
 held-out set from another seed, build a tiny random LM offline (width 128, 4 layers) with a cheap
 sparse encoder at 5 cm voxels, train stage 1 then stage 2 on the clock (the learning-rate schedule is
 sized to the time left), predict the held-out rooms greedily with ``predict_clouds``, score them with
-``evaluate_scenes`` and print F1 per class at IoU 0.25 and 0.5 against the targets. It also writes an
-HTML view of one prediction, the predicted layouts and a JSON of the figures.
+``evaluate_scenes`` and print F1 per class at IoU 0.25 and 0.5 against the targets, plus how much the
+point cloud lowers the held-out answer loss (``spacelm.train.diagnostics``). It also writes an HTML
+view of one prediction, the predicted layouts and a JSON of the figures.
 
 The run config is ``quickstart_config``; ``configs/quickstart.yaml`` is the same config as a file.
 """
