@@ -18,7 +18,11 @@ Variants (each is the quickstart's config with the change named):
 - ``arch``: walls, doors and windows only (an answer ~5x shorter);
 - ``zero_resnet``: ``arch`` with the sparse ResNet's output zeroed, so each point token carries only its
   cell's Fourier position features (is the encoder the bottleneck?);
-- ``lr3e-3``: ``arch`` with 3x the learning rate.
+- ``lr3e-3``: ``arch`` with 3x the learning rate;
+- ``batch2``, ``batch8``: 2 or 8 rooms per step instead of 4 (about the same rooms per second);
+- ``probe_task``: ``arch`` on easier rooms, close to ``shared/research/quickstart-feasibility.md``'s probe:
+  rectangular, no doors or windows, 2-6 boxes, so the answer is four walls (is it our model or the
+  full generator that learns slowly?).
 
 Run on an otherwise idle machine: the variants share the clock, so a busy CPU means fewer steps.
 """
@@ -40,7 +44,12 @@ VARIANTS: dict[str, dict] = {
     "arch": ARCH,
     "zero_resnet": ARCH,
     "lr3e-3": {**ARCH, "stage1": {"learning_rate": 3e-3}, "stage2": {"learning_rate": 3e-3}},
+    "batch2": {"stage1": {"batch_size": 2}, "stage2": {"batch_size": 2}},
+    "batch8": {"stage1": {"batch_size": 8}, "stage2": {"batch_size": 8}},
+    "probe_task": ARCH,
 }
+# Variants trained and scored on rooms of their own generator (spacelm.datasets.synthetic.SynthConfig fields).
+VARIANT_ROOMS = {"probe_task": {"l_shape_prob": 0.0, "doors": (0, 0), "windows": (0, 0), "boxes": (2, 6)}}
 
 
 def merged(base: dict, change: dict) -> dict:
@@ -69,6 +78,20 @@ def resnet_zeroed(active: bool):
         ResNet3DSparse.forward = original
 
 
+def synthesize(data: Path, args, **knobs) -> Path:
+    """Training and held-out rooms (seeds ``args.seed`` and ``args.seed + 1``) at the quickstart's density."""
+    from spacelm.datasets.convert import synthesize_dataset
+    from spacelm.datasets.synthetic import SynthConfig
+    from spacelm.quickstart import DENSITY
+
+    synth = SynthConfig(**knobs)
+    for split, rooms, seed, val_fraction in (("train", args.rooms, args.seed, 0.0),
+                                             ("val", args.val_rooms, args.seed + 1, 1.0)):
+        synthesize_dataset(data / split, rooms, seed=seed, val_fraction=val_fraction, workers=2,
+                           density=DENSITY, synth=synth)
+    return data
+
+
 def run_variant(name: str, data: Path, output: Path, args) -> dict:
     from spacelm.predict import PredictConfig, load_model, predict_clouds
     from spacelm.quickstart import quickstart_config
@@ -81,6 +104,9 @@ def run_variant(name: str, data: Path, output: Path, args) -> dict:
     base = quickstart_config(output / name, train_dir=data / "train", val_dir=data / "val", seed=args.seed,
                              stage1_minutes=args.stage1_minutes, stage2_minutes=args.minutes)
     config = config_from_dict(merged(dataclasses.asdict(base), VARIANTS[name]))
+    if name in VARIANT_ROOMS:
+        data = synthesize(output / f"data_{name}", args, **VARIANT_ROOMS[name])
+        config.data.train, config.data.val = [str(data / "train")], [str(data / "val")]
     task = config.data.task
     with resnet_zeroed(name == "zero_resnet"):
         folders = train(config, "both", show_progress=False)
@@ -110,14 +136,8 @@ def main() -> None:
 
     from transformers.utils import logging as hf_logging
 
-    from spacelm.datasets.convert import synthesize_dataset
-    from spacelm.quickstart import DENSITY
-
     hf_logging.disable_progress_bar()
-    data = args.output / "data"
-    synthesize_dataset(data / "train", args.rooms, seed=args.seed, val_fraction=0.0, workers=2, density=DENSITY)
-    synthesize_dataset(data / "val", args.val_rooms, seed=args.seed + 1, val_fraction=1.0, workers=2,
-                       density=DENSITY)
+    data = synthesize(args.output / "data", args)
     results = {}
     for name in args.variants:
         if (args.output / name).exists():

@@ -7,6 +7,7 @@ import pytest
 
 from spacelm.datasets import convert
 from spacelm.datasets.rooms import RoomSample
+from spacelm.datasets.synthetic import SynthConfig
 from spacelm.datasets.store import (
     DatasetWriter,
     assign_split,
@@ -131,3 +132,17 @@ def test_synthesize_and_stats(tmp_path):
     assert again["skipped"] == 3
     with pytest.raises(FileNotFoundError, match="no manifest"):
         dataset_stats(tmp_path)
+
+
+def test_synthesize_with_generator_knobs(tmp_path):
+    # Rectangular rooms without doors or windows: exactly 4 walls each; density sets the point count.
+    synth = SynthConfig(l_shape_prob=0.0, doors=(0, 0), windows=(0, 0), boxes=(2, 2), holes=(0, 0))
+    out = tmp_path / "rect"
+    convert.synthesize_dataset(out, 3, seed=5, synth=synth, density=50.0, workers=2, show_progress=False)
+    stats = dataset_stats(out)
+    assert stats["samples"] == 3 and stats["walls"] == 12
+    assert stats["doors"] == stats["windows"] == 0
+    dense = tmp_path / "dense"
+    convert.synthesize_dataset(dense, 3, seed=5, synth=synth, density=100.0, show_progress=False)
+    ratio = dataset_stats(dense)["points"] / stats["points"]
+    assert 1.8 < ratio < 2.2  # same rooms, twice the density

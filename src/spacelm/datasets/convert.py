@@ -30,6 +30,7 @@ from rich.progress import (
 
 from spacelm.datasets.rooms import RoomSample, filter_boxes
 from spacelm.datasets.store import DatasetWriter, finalize, write_sample
+from spacelm.datasets.synthetic import SynthConfig
 
 # CLI source name -> module in spacelm.datasets (each file holds one converter).
 SOURCES = {
@@ -65,15 +66,19 @@ def convert_dataset(source: str, input_dir: str | os.PathLike, output_dir: str |
 
 
 def synthesize_dataset(output_dir: str | os.PathLike, rooms: int, *, seed: int = 0, workers: int = 1,
-                       val_fraction: float = 0.1, density: float | None = None,
+                       val_fraction: float = 0.1, density: float | None = None, synth: SynthConfig | None = None,
                        show_progress: bool = True) -> dict:
     """Write ``rooms`` procedural rooms (``datasets.synthetic``) in the same format; resumable too.
 
-    ``density``: points per m^2 of surface (None: the generator's default, 1000)."""
+    ``synth``: the generator's knobs (None: its defaults); ``density``, points per m^2 of surface,
+    overrides ``synth.density``."""
     if density is not None and density <= 0:
         raise ValueError(f"density must be > 0 points per m^2, got {density}")
+    synth = synth or SynthConfig()
+    if density is not None:
+        synth = replace(synth, density=density)
     keys = {f"synth/{seed}/{i:06d}": (seed, i) for i in range(rooms)}
-    work = partial(_synthesize_room, str(output_dir), density)
+    work = partial(_synthesize_room, str(output_dir), synth)
     return _run(keys, work, output_dir, workers=workers, shard=None, val_fraction=val_fraction,
                 show_progress=show_progress, description="synthesising rooms")
 
@@ -136,12 +141,10 @@ def _convert_scene(source: str, input_dir: str, output_dir: str, label_set: str,
         return [], _describe(e)
 
 
-def _synthesize_room(output_dir: str, density: float | None,
-                     arg: tuple[int, int]) -> tuple[list[dict], str | None]:
-    from spacelm.datasets.synthetic import SynthConfig, room_seed, synth_room
+def _synthesize_room(output_dir: str, config: SynthConfig, arg: tuple[int, int]) -> tuple[list[dict], str | None]:
+    from spacelm.datasets.synthetic import room_seed, synth_room
 
     seed, index = arg
-    config = SynthConfig() if density is None else SynthConfig(density=density)
     try:
         room = synth_room(room_seed(seed, index), config)
         sample = RoomSample(f"synth_{seed}_{index:06d}", "synth", f"{seed}_{index:06d}", "0",
