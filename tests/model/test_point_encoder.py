@@ -81,6 +81,12 @@ def test_count_tokens_takes_one_numpy_cloud():
     assert count_tokens(xyz).tolist() == [3]  # cells (0,0,0), (1,0,0), (0,0,2)
 
 
+def test_count_tokens_with_an_empty_sample_and_far_coords():
+    coords = torch.tensor([[0, 0, 0, 0], [0, 17, 0, 0], [2, 600, 600, 600], [2, 607, 607, 607], [2, 616, 600, 600]])
+    # sample 0: cells (0,0,0) and (1,0,0); sample 1 has no voxels; sample 2: cells (37,37,37) and (38,37,37)
+    assert count_tokens(coords).tolist() == [2, 0, 2]
+
+
 def test_fourier_features_layout():
     zero = fourier_features(torch.zeros(1, 3))[0]
     assert zero.shape == (63,)

@@ -116,8 +116,12 @@ def count_tokens(coords: Tensor | np.ndarray, token_stride: int = 16) -> Tensor:
     if coords.shape[1] == 3:
         coords = torch.cat([coords.new_zeros(len(coords), 1), coords], dim=1)
     cells = torch.cat([coords[:, :1], torch.div(coords[:, 1:], token_stride, rounding_mode="floor")], dim=1)
-    occupied = torch.unique(cells, dim=0)
-    return torch.bincount(occupied[:, 0], minlength=int(coords[:, 0].max()) + 1)
+    # One int64 key per cell: unique on a vector is ~10x faster than torch.unique(dim=0) on CPU.
+    cells[:, 1:] -= cells[:, 1:].amin(0)
+    side = int(cells[:, 1:].max()) + 1
+    keys = ((cells[:, 0] * side + cells[:, 1]) * side + cells[:, 2]) * side + cells[:, 3]
+    occupied = torch.unique(keys) // side**3  # batch index of each occupied cell
+    return torch.bincount(occupied, minlength=int(coords[:, 0].max()) + 1)
 
 
 def _conv_norm_relu(conv: nn.Module) -> nn.Sequential:
