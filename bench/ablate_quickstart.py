@@ -20,6 +20,8 @@ Variants (each is the quickstart's config with the change named):
   cell's Fourier position features (is the encoder the bottleneck?);
 - ``lr3e-3``: ``arch`` with 3x the learning rate;
 - ``batch2``, ``batch8``: 2 or 8 rooms per step instead of 4 (about the same rooms per second);
+- ``probe_lm``: the feasibility probe's LM and optimiser settings: no grouped-query attention, MLP ratio 3,
+  AdamW beta2 0.98, weight decay 0.01;
 - ``probe_task``: ``arch`` on easier rooms, close to ``shared/research/quickstart-feasibility.md``'s probe:
   rectangular, no doors or windows, 2-6 boxes, so the answer is four walls (is it our model or the
   full generator that learns slowly?).
@@ -46,6 +48,9 @@ VARIANTS: dict[str, dict] = {
     "lr3e-3": {**ARCH, "stage1": {"learning_rate": 3e-3}, "stage2": {"learning_rate": 3e-3}},
     "batch2": {"stage1": {"batch_size": 2}, "stage2": {"batch_size": 2}},
     "batch8": {"stage1": {"batch_size": 8}, "stage2": {"batch_size": 8}},
+    "probe_lm": {"model": {"tiny_lm": {"num_kv_heads": 4, "intermediate_size": 384}},
+                 "stage1": {"adam_beta2": 0.98, "weight_decay": 0.01},
+                 "stage2": {"adam_beta2": 0.98, "weight_decay": 0.01}},
     "probe_task": ARCH,
 }
 # Variants trained and scored on rooms of their own generator (spacelm.datasets.synthetic.SynthConfig fields).

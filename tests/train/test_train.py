@@ -24,10 +24,16 @@ from spacelm.points import PointCloud, write_ply  # noqa: E402
 from spacelm.scene import Layout, Wall  # noqa: E402
 from spacelm.scene.language import write_layout  # noqa: E402
 from spacelm.train import data as data_module  # noqa: E402
-from spacelm.train.args import ConfigError, config_from_dict, load_config  # noqa: E402
+from spacelm.train.args import ConfigError, TinyLMArgs, config_from_dict, load_config  # noqa: E402
 from spacelm.train.data import LayoutDataset, fit_to_ranges  # noqa: E402
 from spacelm.predict import point_token_ids  # noqa: E402
-from spacelm.train.sft import initial_model, stage_dir, train  # noqa: E402
+from spacelm.train.sft import (  # noqa: E402
+    SpatialLMTrainer,
+    initial_model,
+    stage_dir,
+    train,
+    training_arguments,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 # Sparse rooms (150 points/m^2, 1-3 boxes) keep a step well under a second.
@@ -271,6 +277,22 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path, dataset, bas
     rank0, rank1 = ((tmp_path / f"rank{r}.txt").read_text().split() for r in (0, 1))
     assert rank0 == rank1 and rank0[1] == "2"
     assert (tmp_path / "stage1" / "model.safetensors").is_file()
+
+
+def test_tiny_lm_shape_and_adam_beta2_reach_the_model_and_the_optimizer(tmp_path, dataset):
+    config = make_config(tmp_path, dataset, "unused", stage1={"adam_beta2": 0.98})
+    config.model.tiny_lm = TinyLMArgs(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=2,
+                                      intermediate_size=96, labels=["bed"])
+    model, _ = initial_model(config, "1")
+    layer = model.get_decoder().layers[0]
+    assert layer.self_attn.k_proj.out_features == 32  # 2 kv heads of 16: no grouped-query attention
+    assert layer.mlp.up_proj.out_features == 96
+    args = training_arguments(config, "1", show_progress=False)
+    optimizer = SpatialLMTrainer(model=model, args=args).create_optimizer()
+    assert {group["betas"] for group in optimizer.param_groups} == {(0.9, 0.98)}
+    default = save_tiny_base_lm(tmp_path / "default", hidden_size=32, num_layers=1, num_heads=2)
+    lm_config = json.loads((default / "config.json").read_text())
+    assert (lm_config["num_key_value_heads"], lm_config["intermediate_size"]) == (1, 64)
 
 
 def test_stage2_lora_is_merged_into_a_plain_saved_model(tmp_path, dataset, base_lm):

@@ -52,14 +52,18 @@ def tiny_tokenizer(vocab_size: int = 1000, labels: list[str] | tuple[str, ...] =
 
 
 def save_tiny_base_lm(path: str | os.PathLike, *, hidden_size: int = 64, num_layers: int = 2,
-                      num_heads: int = 4, labels: list[str] | tuple[str, ...] = (), seed: int = 0) -> Path:
-    """Write a random Qwen2 causal LM + tokenizer to ``path``, loadable with ``from_pretrained``."""
+                      num_heads: int = 4, num_kv_heads: int | None = None, intermediate_size: int | None = None,
+                      labels: list[str] | tuple[str, ...] = (), seed: int = 0) -> Path:
+    """Write a random Qwen2 causal LM + tokenizer to ``path``, loadable with ``from_pretrained``.
+
+    ``num_kv_heads`` defaults to half the heads (grouped-query attention, as Qwen2.5), ``intermediate_size``
+    to twice the width."""
     path = Path(path)
     tokenizer = tiny_tokenizer(labels=labels)
     torch.manual_seed(seed)
     config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=num_layers,
-                         num_attention_heads=num_heads, num_key_value_heads=max(1, num_heads // 2),
-                         intermediate_size=2 * hidden_size, tie_word_embeddings=True,
+                         num_attention_heads=num_heads, num_key_value_heads=num_kv_heads or max(1, num_heads // 2),
+                         intermediate_size=intermediate_size or 2 * hidden_size, tie_word_embeddings=True,
                          max_position_embeddings=8192,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     Qwen2ForCausalLM(config).save_pretrained(path)

@@ -45,7 +45,9 @@ class TinyLMArgs:
 
     hidden_size: int = _help("Width of the tiny LM.", 128)
     num_layers: int = _help("Transformer layers.", 4)
-    num_heads: int = _help("Attention heads (key/value heads: half of them).", 4)
+    num_heads: int = _help("Attention heads.", 4)
+    num_kv_heads: int | None = _help("Key/value heads; None: half of num_heads.", None)
+    intermediate_size: int | None = _help("MLP width; None: 2 x hidden_size.", None)
     labels: list[str] | None = _help("Box labels the tokenizer learns as words; None: the synthetic "
                                      "generator's categories.", None)
 
@@ -118,6 +120,7 @@ class StageArgs:
     min_lr_ratio: float = _help("cosine only: final learning rate as a fraction of the peak.", 0.0)
     warmup_ratio: float = _help("Fraction of the steps (or of time_limit_minutes) spent warming up.", 0.03)
     weight_decay: float = _help("AdamW weight decay (never applied to embeddings, biases, norms).", 0.0)
+    adam_beta2: float = _help("AdamW beta2 (0.98 or 0.95 adapts faster than the default 0.999).", 0.999)
     batch_size: int = _help("Rooms per device per micro-batch.", 1)
     grad_accum: int = _help("Micro-batches per optimiser step.", 1)
     max_grad_norm: float = _help("Gradient clipping norm.", 1.0)

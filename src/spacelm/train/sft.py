@@ -147,7 +147,8 @@ def base_lm_path(config: TrainConfig) -> str:
         if not (path / "config.json").is_file():
             labels = sorted(CATALOGUE) if tiny.labels is None else tiny.labels
             save_tiny_base_lm(path, hidden_size=tiny.hidden_size, num_layers=tiny.num_layers,
-                              num_heads=tiny.num_heads, labels=labels, seed=config.seed)
+                              num_heads=tiny.num_heads, num_kv_heads=tiny.num_kv_heads,
+                              intermediate_size=tiny.intermediate_size, labels=labels, seed=config.seed)
     return str(path)
 
 
@@ -211,6 +212,7 @@ def training_arguments(config: TrainConfig, stage: str, *, show_progress: bool =
         gradient_accumulation_steps=s.grad_accum,
         learning_rate=s.learning_rate,
         weight_decay=s.weight_decay,
+        adam_beta2=s.adam_beta2,
         num_train_epochs=s.num_epochs,
         max_steps=max_steps,
         lr_scheduler_type=scheduler,
