@@ -175,6 +175,8 @@ def test_yaml_errors_name_file_and_key(tmp_path):
         "data:\n  task: rooms\n": "data.task: must be one of",
         "stage1:\n  lora: {}\n": "stage1.lora: LoRA applies to stage 2 only",
         "learning_rate: 1\n": "learning_rate: unknown key",
+        "model:\n  tiny_lm: {num_heads: 4, num_kv_heads: 3}\n": "model.tiny_lm.num_kv_heads: must be null or divide",
+        "stage2:\n  adam_beta2: 1.0\n": "stage2.adam_beta2: must be in [0, 1)",
     }
     for text, message in cases.items():
         path = tmp_path / "run.yaml"

@@ -61,9 +61,11 @@ def save_tiny_base_lm(path: str | os.PathLike, *, hidden_size: int = 64, num_lay
     path = Path(path)
     tokenizer = tiny_tokenizer(labels=labels)
     torch.manual_seed(seed)
+    num_kv_heads = max(1, num_heads // 2) if num_kv_heads is None else num_kv_heads
+    intermediate_size = 2 * hidden_size if intermediate_size is None else intermediate_size
     config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=num_layers,
-                         num_attention_heads=num_heads, num_key_value_heads=num_kv_heads or max(1, num_heads // 2),
-                         intermediate_size=intermediate_size or 2 * hidden_size, tie_word_embeddings=True,
+                         num_attention_heads=num_heads, num_key_value_heads=num_kv_heads,
+                         intermediate_size=intermediate_size, tie_word_embeddings=True,
                          max_position_embeddings=8192,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     Qwen2ForCausalLM(config).save_pretrained(path)

@@ -200,6 +200,15 @@ def check_config(config: TrainConfig) -> None:
          "must be null or >= 0")
     need(config.model.dtype in DTYPES, "model.dtype", f"must be one of {DTYPES}, got {config.model.dtype!r}")
     _check_point_encoder(config.model.point_encoder)
+    tiny = config.model.tiny_lm
+    if tiny is not None:
+        need(tiny.hidden_size % tiny.num_heads == 0, "model.tiny_lm.num_heads",
+             f"must divide hidden_size={tiny.hidden_size}, got {tiny.num_heads}")
+        need(tiny.num_kv_heads is None or (tiny.num_kv_heads >= 1 and tiny.num_heads % tiny.num_kv_heads == 0),
+             "model.tiny_lm.num_kv_heads", f"must be null or divide num_heads={tiny.num_heads}, "
+             f"got {tiny.num_kv_heads}")
+        need(tiny.intermediate_size is None or tiny.intermediate_size >= 1, "model.tiny_lm.intermediate_size",
+             "must be null or >= 1")
     for reporter in config.logging.report_to:
         need(reporter in REPORTERS, "logging.report_to", f"entries must be in {REPORTERS}, got {reporter!r}")
     need(config.stage1.lora is None, "stage1.lora", "LoRA applies to stage 2 only (stage 1 freezes the LM)")
@@ -210,6 +219,7 @@ def check_config(config: TrainConfig) -> None:
         need(stage.grad_accum >= 1, f"{name}.grad_accum", "must be >= 1")
         need(0 <= stage.warmup_ratio < 1, f"{name}.warmup_ratio", "must be in [0, 1)")
         need(0 <= stage.min_lr_ratio <= 1, f"{name}.min_lr_ratio", "must be in [0, 1]")
+        need(0 <= stage.adam_beta2 < 1, f"{name}.adam_beta2", "must be in [0, 1)")
         need(stage.max_steps > 0 or stage.num_epochs > 0 or stage.time_limit_minutes is not None,
              f"{name}.max_steps", "set max_steps > 0, num_epochs > 0 or time_limit_minutes")
         need(stage.time_limit_minutes is None or stage.time_limit_minutes > 0,
