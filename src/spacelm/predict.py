@@ -9,6 +9,7 @@ the shift back to the input frame.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,10 +47,16 @@ class Prediction:
 
 
 def load_model(model_dir: str | Path, device: str = "auto", dtype: str | None = None):
-    """Model and processor saved by ``save_pretrained``; device ``auto`` picks CUDA when present."""
+    """Model and processor saved by ``save_pretrained``, or an upstream SpatialLM checkpoint folder
+    (``spatiallm_qwen`` / ``spatiallm_llama``, read as it is); device ``auto`` picks CUDA when present."""
+    from spacelm.model.spatiallm_checkpoint import is_spatiallm_checkpoint, load_spatiallm_checkpoint
+
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     torch_dtype = getattr(torch, dtype) if dtype else (torch.bfloat16 if device.startswith("cuda") else None)
+    if is_spatiallm_checkpoint(model_dir):
+        model, processor = load_spatiallm_checkpoint(model_dir, dtype=torch_dtype)
+        return model.to(device).eval(), processor
     model = SpatialLMForCausalLM.from_pretrained(model_dir, dtype=torch_dtype).to(device).eval()
     return model, SpatialLMProcessor.from_pretrained(model_dir)
 
@@ -93,12 +100,6 @@ def _alignment_warnings(xyz) -> tuple[str, ...]:
         return (f"could not check that the cloud is z-up and metric: {e}",)
 
 
-def point_token_ids(model) -> list[int]:
-    """Ids of <|point_start|>, <|point_pad|> and <|point_end|> in ``model``'s vocabulary."""
-    c = model.config
-    return [i for i in (c.point_start_token_id, c.point_token_id, c.point_end_token_id) if i is not None]
-
-
 def predict_clouds(model, processor: SpatialLMProcessor, clouds: list[PointCloud],
                    config: PredictConfig = PredictConfig(), *, seed: int | None = None) -> list[Prediction]:
     """Predict one layout per cloud (a batch); layouts come back in each cloud's own frame."""
@@ -118,7 +119,7 @@ def predict_clouds(model, processor: SpatialLMProcessor, clouds: list[PointCloud
         # The point tokens belong to the prompt only: one emitted with the cache off would break the
         # forward's check that pads match the encoder's token count, so they are never sampled.
         output = model.generate(**inputs, max_new_tokens=config.max_new_tokens, use_cache=True,
-                                stopping_criteria=stopping, num_beams=1, suppress_tokens=point_token_ids(model),
+                                stopping_criteria=stopping, num_beams=1, suppress_tokens=model.config.point_token_ids,
                                 **sampling)
     predictions = []
     for row, offset in enumerate(batch.offsets):
@@ -147,17 +148,24 @@ def find_inputs(path: str | Path) -> list[Path]:
 
 def predict_files(model_dir: str | Path, inputs: list[Path], output_dir: str | Path,
                   config: PredictConfig = PredictConfig(), *, device: str = "auto", batch_size: int = 1,
-                  seed: int | None = None, overwrite: bool = False, report=print) -> dict[str, int]:
+                  seed: int | None = None, overwrite: bool = False, save_raw: bool = False,
+                  report=print) -> dict[str, int]:
     """Write ``output_dir/<stem>.txt`` for every input; existing outputs are kept (a re-run resumes).
+    ``save_raw`` also writes the model's generated text (integer bins, its frame) to ``<stem>.raw.txt``.
 
-    A file that cannot be read is reported and skipped; the rest go on.
+    A file that cannot be read or predicted is reported with its name and counted in ``failed``; the
+    rest go on. With a ``seed``, each batch samples from ``input_seed(seed, first input's name)``, so
+    a resumed run (batch size 1) writes what an uninterrupted one would have.
     """
     from rich.progress import Progress
 
+    from spacelm.datasets.store import remove_stale_temp_files
+    from spacelm.io import atomic_write_text
     from spacelm.points import read_points
     from spacelm.scene.language import write_layout
 
     output_dir = Path(output_dir)
+    remove_stale_temp_files(output_dir, ".*.txt.*.tmp")  # left by a killed run's atomic writes
     todo = [p for p in inputs if overwrite or not (output_dir / f"{p.stem}.txt").exists()]
     summary = {"predicted": 0, "skipped": len(inputs) - len(todo), "failed": 0, "bad_lines": 0}
     model, processor = load_model(model_dir, device)
@@ -169,18 +177,48 @@ def predict_files(model_dir: str | Path, inputs: list[Path], output_dir: str | P
                 try:
                     clouds.append(read_points(path))
                     paths.append(path)
-                except ValueError as e:  # PointFileError: names the file and the problem
-                    report(f"skipped {path}: {e}")
+                except (ValueError, OSError) as e:  # PointFileError names the file and the problem
+                    report(f"failed {path}: {e}")
                     summary["failed"] += 1
             if clouds:
-                step_seed = None if seed is None else seed + start
-                for path, pred in zip(paths, predict_clouds(model, processor, clouds, config, seed=step_seed)):
+                predictions = _predict_or_report(model, processor, paths, clouds, config, seed, report)
+                summary["failed"] += len(paths) - len(predictions)
+                for path, pred in predictions:
                     for warning in pred.warnings:
                         report(f"{path}: {warning}")
                     for d in pred.diagnostics:
                         report(f"{path}: model output {d}")
                     summary["bad_lines"] += len(pred.diagnostics)
+                    if save_raw:  # before the layout, whose presence marks the input done
+                        atomic_write_text(output_dir / f"{path.stem}.raw.txt", pred.text)
                     write_layout(output_dir / f"{path.stem}.txt", pred.layout)
                     summary["predicted"] += 1
             progress.advance(task, len(todo[start:start + batch_size]))
     return summary
+
+
+def input_seed(seed: int, name: str) -> int:
+    """A sampling seed for one input from the run's seed and the input's file name (not its position
+    in the run, which changes when a run resumes).
+
+    >>> input_seed(0, "room0.ply") == input_seed(0, "room0.ply") != input_seed(1, "room0.ply")
+    True
+    """
+    return int.from_bytes(hashlib.sha256(f"{seed}/{name}".encode()).digest()[:8], "big")
+
+
+def _predict_or_report(model, processor, paths: list[Path], clouds: list[PointCloud], config: PredictConfig,
+                       seed: int | None, report) -> list[tuple[Path, Prediction]]:
+    """Predictions for the clouds that can be predicted; each one that cannot is reported by name.
+
+    A batch that fails is retried cloud by cloud, so one bad cloud costs only its own prediction.
+    """
+    batch_seed = None if seed is None else input_seed(seed, paths[0].name)
+    try:
+        return list(zip(paths, predict_clouds(model, processor, clouds, config, seed=batch_seed)))
+    except ValueError as e:  # the processor's input checks (extent, grid size), naming no file
+        if len(clouds) == 1:
+            report(f"failed {paths[0]}: {e}")
+            return []
+    return [pair for path, cloud in zip(paths, clouds)
+            for pair in _predict_or_report(model, processor, [path], [cloud], config, seed, report)]

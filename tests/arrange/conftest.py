@@ -7,7 +7,7 @@ import pytest
 
 from spacelm.arrange.task import task_from_dict
 
-REAL = Path("/work/shared/realdata/metaspatial")
+REAL = Path(__file__).resolve().parents[2] / ".." / "shared" / "realdata" / "metaspatial"
 
 
 def _make_task(objects, room=(6.0, 6.0, 3.0), task_id="t", **extra):
@@ -36,5 +36,5 @@ def completion():
 @pytest.fixture
 def real_dir():
     if not REAL.exists():
-        pytest.skip("MetaSpatial samples not present at /work/shared/realdata/metaspatial")
+        pytest.skip(f"MetaSpatial samples not present at {REAL}")
     return REAL

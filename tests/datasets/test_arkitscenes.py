@@ -11,7 +11,8 @@ from spacelm.datasets import arkitscenes
 from spacelm.datasets.rooms import ConversionError
 
 VIDEO = "41069025"
-REAL_CSV = Path("/work/shared/realdata/arkitscenes_vla3d_47204840/47204840_object_result.csv")
+SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"  # beside the repository, when present
+REAL_CSV = SHARED / "realdata" / "arkitscenes_vla3d_47204840" / "47204840_object_result.csv"
 
 
 def yaw_axes(yaw_deg, up_row=2):

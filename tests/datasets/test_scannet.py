@@ -15,7 +15,7 @@ from spacelm.datasets.rooms import ConversionError
 from spacelm.scene import Door, Window
 
 SCENE = "scene0042_01"
-REAL = Path("/work/shared/realdata")
+REAL = Path(__file__).resolve().parents[2] / ".." / "shared" / "realdata"  # beside the repository
 TSV_HEADER = ["id", "raw_category", "category", "count", "nyu40id", "eigen13id", "nyuClass",
               "nyu40class", "eigen13class", "ModelNet40", "ModelNet10", "ShapeNetCore55",
               "synsetoffset", "wnsynsetid", "wnsynsetkey", "mpcat40", "mpcat40index"]

@@ -1,11 +1,12 @@
 import csv
 import json
+import os
 import types
 
 import numpy as np
 import pytest
 
-from spacelm.datasets import convert
+from spacelm.datasets import convert, store
 from spacelm.datasets.rooms import RoomSample
 from spacelm.datasets.synthetic import SynthConfig
 from spacelm.datasets.store import (
@@ -146,3 +147,55 @@ def test_synthesize_with_generator_knobs(tmp_path):
     convert.synthesize_dataset(dense, 3, seed=5, synth=synth, density=100.0, show_progress=False)
     ratio = dataset_stats(dense)["points"] / stats["points"]
     assert 1.8 < ratio < 2.2  # same rooms, twice the density
+
+
+def _files(root):
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_rerun_removes_temp_files_a_killed_write_left(tmp_path):
+    out = tmp_path / "out"
+    convert.synthesize_dataset(out, 2, seed=5, density=50.0, show_progress=False)
+    expected = _files(out)
+    stale = [out / "pcd" / ".synth_5_000001.ply.0f3a9c.tmp", out / "layout" / ".synth_5_000001.txt.k2j4.tmp",
+             out / ".split.csv.x7y8.tmp"]
+    for path in stale:
+        path.write_bytes(b"half a file")
+    (out / "notes.tmp").write_text("not hidden: not ours")
+    convert.synthesize_dataset(out, 2, seed=5, density=50.0, show_progress=False)
+    assert _files(out) == {**expected, "notes.tmp": b"not hidden: not ours"}
+
+
+def test_sharded_writer_removes_only_old_temp_files(tmp_path):
+    (tmp_path / "pcd").mkdir()
+    fresh, old = tmp_path / "pcd" / ".a.ply.1.tmp", tmp_path / "pcd" / ".b.ply.2.tmp"
+    fresh.write_bytes(b"another machine is writing this")
+    old.write_bytes(b"left by a kill two hours ago")
+    two_hours_ago = os.path.getmtime(old) - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    DatasetWriter(tmp_path, shard=(0, 2))
+    assert fresh.exists() and not old.exists()
+
+
+class Killed(Exception):
+    """Stands in for a SIGKILL between two appends."""
+
+
+def test_kill_between_manifest_and_scenes_appends_never_doubles_rows(tmp_path, monkeypatch):
+    reference = tmp_path / "reference"
+    convert.synthesize_dataset(reference, 3, seed=5, density=50.0, show_progress=False)
+    out = tmp_path / "out"
+    append = store._append_jsonl
+
+    def killed_before_third_scene_is_marked(path, rows):
+        if path.name == "scenes.jsonl" and rows[0]["scene_key"].endswith("000002"):
+            raise Killed
+        append(path, rows)
+
+    monkeypatch.setattr(store, "_append_jsonl", killed_before_third_scene_is_marked)
+    with pytest.raises(Killed):
+        convert.synthesize_dataset(out, 3, seed=5, density=50.0, show_progress=False)
+    assert len((out / "manifest.jsonl").read_text().splitlines()) == 3  # the third row, unmarked
+    monkeypatch.setattr(store, "_append_jsonl", append)
+    convert.synthesize_dataset(out, 3, seed=5, density=50.0, show_progress=False)
+    assert _files(out) == _files(reference)  # 3 manifest rows, not 4

@@ -9,7 +9,8 @@ import pytest
 from spacelm.datasets import vla3d
 from spacelm.datasets.rooms import ConversionError
 
-REAL_SCENE = Path("/work/shared/realdata/scannet_spacelm_vla3d_scene0000_00")
+REAL_SCENE = (Path(__file__).resolve().parents[2] / ".." / "shared" / "realdata"
+              / "scannet_spacelm_vla3d_scene0000_00")  # beside the repository, when present
 
 REGION_HEADER = ["region_id", "region_label", "region_bbox_cx", "region_bbox_cy", "region_bbox_cz",
                  "region_bbox_xlength", "region_bbox_ylength", "region_bbox_zlength",

@@ -152,3 +152,19 @@ def test_bad_inputs_fail_loudly():
         encoder.to(torch.bfloat16)(coords, feats)
     with pytest.raises(ValueError, match="backend"):
         PointEncoderConfig(backend="minkowski")
+
+
+def test_duplicate_voxel_rows_are_refused():
+    encoder = PointEncoder(TINY)
+    coords, feats = random_cloud(20, 10, seed=5)
+    encoder(coords, feats)  # unique voxels: fine
+    doubled = torch.cat([coords, coords[3:5]])  # two voxels given twice
+    with pytest.raises(ValueError, match="2 duplicate voxel rows"):
+        encoder(doubled, torch.cat([feats, feats[3:5]]))
+    other_sample = torch.cat([coords, coords[:1] + torch.tensor([1, 0, 0, 0])])  # same xyz, batch 1
+    encoder(other_sample, torch.cat([feats, feats[:1]]))
+
+
+def test_count_tokens_refuses_spans_its_keys_cannot_hold():
+    with pytest.raises(ValueError, match="too many to count"):
+        count_tokens(torch.tensor([[0, 0, 0], [2**60, 0, 0]]))

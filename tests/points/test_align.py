@@ -72,3 +72,11 @@ def test_align_scan_is_deterministic_and_identity_on_aligned_room():
 def test_too_few_points():
     with pytest.raises(ValueError, match="at least 32 points"):
         align_scan(np.zeros((5, 3)))
+
+
+def test_flat_scan_gets_a_warning_not_a_division_by_zero():
+    # A floor-only scan: planar everywhere, so orientation is estimated, but its height is 0.
+    rng = np.random.default_rng(0)
+    floor = np.c_[rng.uniform(0, 4, (5000, 2)), np.zeros(5000)]
+    problems = check_alignment(floor)
+    assert len(problems) == 1 and "no height" in problems[0]

@@ -99,6 +99,8 @@ def test_truncated_ascii(tmp_path):
     (b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float128 x\nend_header\n0\n",
      "unknown property type 'float128'"),
     (b"ply\nformat binary_middle_endian 1.0\nend_header\n", "line 2 not understood"),
+    (b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float int int x\nend_header\n0\n",
+     "line 4 not understood"),
     (b"ply\nelement vertex 1\nproperty float x\nend_header\n0\n", "no 'format' line"),
 ])
 def test_bad_header(tmp_path, text, problem):
@@ -163,7 +165,7 @@ def test_colour_spellings_and_float_colours(tmp_path):
 
 
 def test_vertices_are_read_around_mesh_faces(tmp_path):
-    # Faces after the vertices (ScanNet meshes) are skipped; faces before them go through plyfile.
+    # Faces after the vertices (ScanNet meshes) are skipped; faces before them are walked past.
     xyz = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32)
     vertex = b"element vertex 3\nproperty float x\nproperty float y\nproperty float z\n"
     face = b"element face 1\nproperty list uchar int vertex_indices\n"

@@ -201,3 +201,13 @@ def test_augment_without_rotation_or_scale_and_colour_jitter():
     _, jittered, _ = augment(xyz, rgb, None, rng=rng, color_jitter=0.05)
     assert jittered.dtype == np.uint8
     assert 11 < (jittered.astype(int) - 128).std() < 14  # std 0.05 * 255 = 12.75
+
+
+@pytest.mark.parametrize("bad", [1e20, 5e17, np.inf, np.nan])
+def test_grid_coords_refuse_coordinates_the_int64_cast_would_wrap(bad):
+    # 5e17 m / 2.5 cm = 2e19 voxels > 2**63: the cast used to give INT64_MIN and pass later checks.
+    xyz = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.0, bad, 0.0]])
+    with pytest.raises(ValueError, match=r"point 2 at \[0.0, .*\] is not finite or too far"):
+        grid_sample_coords(xyz, max_extent=None)
+    with pytest.raises(ValueError, match="is not finite or too far"):  # NaN: every row (min is NaN)
+        voxel_downsample(xyz, None)

@@ -26,7 +26,6 @@ from spacelm.scene.language import write_layout  # noqa: E402
 from spacelm.train import data as data_module  # noqa: E402
 from spacelm.train.args import ConfigError, TinyLMArgs, config_from_dict, load_config  # noqa: E402
 from spacelm.train.data import LayoutDataset, fit_to_ranges  # noqa: E402
-from spacelm.predict import point_token_ids  # noqa: E402
 from spacelm.train.sft import (  # noqa: E402
     SpatialLMTrainer,
     initial_model,
@@ -100,7 +99,7 @@ def test_stage1_changes_only_encoder_projector_and_new_token_rows(two_stage_run)
     after = saved_weights(stage_dir(config, "1"))
     embed_key = next(k for k in before if k.endswith("embed_tokens.weight"))
     new_rows = [initial.config.point_start_token_id, initial.config.point_end_token_id]
-    others = [r for r in range(before[embed_key].shape[0]) if r not in point_token_ids(initial)]
+    others = [r for r in range(before[embed_key].shape[0]) if r not in initial.config.point_token_ids]
     assert not torch.equal(after[embed_key][new_rows], before[embed_key][new_rows])
     assert torch.equal(after[embed_key][others], before[embed_key][others])  # bit-identical
     for key, value in before.items():
@@ -116,8 +115,14 @@ def test_stage1_changes_only_encoder_projector_and_new_token_rows(two_stage_run)
 
 
 def test_stage2_starts_from_stage1_and_changes_the_lm(two_stage_run):
-    config, _, _ = two_stage_run
+    config, _, before = two_stage_run
     first, second = saved_weights(stage_dir(config, "1")), saved_weights(stage_dir(config, "2"))
+    start, _ = initial_model(config, "2")  # what run_stage trains in stage 2
+    start = start.state_dict()
+    assert all(torch.equal(start[k], first[k]) for k in first)  # stage 1's saved weights, every one
+    trained_in_stage1 = [k for k in first if k.startswith(("point_encoder.", "projector."))
+                         and not torch.equal(first[k], before[k])]
+    assert trained_in_stage1  # so a start from the base LM (a fresh encoder) would have failed above
     lm_keys = [k for k in first if k.startswith("language_model.") and "layers.0.self_attn.q_proj" in k]
     assert lm_keys and all(not torch.equal(first[k], second[k]) for k in lm_keys)
     assert (stage_dir(config, "2") / "spacelm_processor.json").is_file()  # loadable by spacelm predict

@@ -12,7 +12,9 @@ Parsing is lenient so that physics can score nearly-right answers: it takes the 
 block (or an unclosed one), strips Markdown code fences, drops trailing commas and wraps a bare
 sequence of objects in a list, recording each repair. ``strict_json`` says whether the raw text
 was valid JSON, which MetaSpatial's format tiers need. Every problem becomes an ``AnswerError``
-with a code; nothing is dropped silently.
+with a code; nothing is dropped silently, and no text makes parsing raise: numbers too large for
+a float, integers past Python's digit limit and nesting past the recursion limit are errors too.
+Every step is linear in the length of the completion.
 """
 
 from __future__ import annotations
@@ -25,12 +27,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from spacelm.arrange.task import ArrangeTask
+from spacelm.arrange.task import ArrangeTask, short_json
 from spacelm.scene import Box, Layout, Wall
 
-# MetaSpatial's structure check: the whole response is one think block then one answer block.
-STRUCTURE = re.compile(r"^\s*<think>.*?</think>\s*<answer>.*?</answer>\s*$", re.DOTALL)
-_FENCE = re.compile(r"^\s*```[a-zA-Z]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
+_THINK_THEN_ANSWER = re.compile(r"</think>\s*<answer>")
+_FENCE_TAG = re.compile(r"[a-zA-Z]*")
 _TRAILING_COMMA = re.compile(r",(\s*[\]}])")
 ID_KEYS = ("id", "new_object_id")
 _FIELDS = ("x", "y", "z", "rotation")
@@ -101,9 +102,29 @@ def completion_text(completion) -> str:
     if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
         content = completion[-1].get("content", "")
         if isinstance(content, list):  # multimodal message: join its text parts
-            return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        return str(content)
+            return "".join(p["text"] for p in content
+                           if isinstance(p, dict) and isinstance(p.get("text"), str))
+        return "" if content is None else str(content)
     raise TypeError(f"a completion must be a string or a list of messages, got {type(completion)}")
+
+
+def structure_ok(text: str) -> bool:
+    """MetaSpatial's structure check, ``^\\s*<think>.*?</think>\\s*<answer>.*?</answer>\\s*$``
+    (DOTALL), in linear time: that regex backtracks quadratically on repeated tags.
+
+    The text, stripped, starts with ``<think>`` and ends with ``</answer>``, and somewhere between
+    them a ``</think>`` is followed (after whitespace) by an ``<answer>`` that closes before the
+    final ``</answer>`` begins.
+
+    >>> structure_ok(" <think>a</think>\\n<answer>[]</answer>\\n"), structure_ok("<answer>[]</answer>")
+    (True, False)
+    """
+    start = len(text) - len(text.lstrip())
+    end = len(text.rstrip())
+    final = end - len("</answer>")
+    if not (text.startswith("<think>", start) and final >= start and text.startswith("</answer>", final)):
+        return False
+    return _THINK_THEN_ANSWER.search(text, start + len("<think>"), final) is not None
 
 
 def parse_answer(completion, task: ArrangeTask, *, require_rotation: bool = True) -> ParsedAnswer:
@@ -121,46 +142,70 @@ def parse_answer(completion, task: ArrangeTask, *, require_rotation: bool = True
     (True, 1.0)
     """
     text = completion_text(completion)
-    structure_ok = STRUCTURE.match(text) is not None
+    structure = structure_ok(text)
     n = len(task.objects)
     start = text.rfind("<answer>")
     if start < 0:
         error = AnswerError(NO_ANSWER, "no <answer> block")
-        return ParsedAnswer(structure_ok, None, False, (), -1, (), (error,), n)
+        return ParsedAnswer(structure, None, False, (), -1, (), (error,), n)
     end = text.find("</answer>", start)
     body = text[start + len("<answer>"):end if end >= 0 else len(text)].strip()
     value, strict, repairs = _load_json(body)
     if value is None:
         error = AnswerError(NOT_JSON, "the answer is not JSON, even after repairs")
-        return ParsedAnswer(structure_ok, body, False, repairs, -1, (), (error,), n)
+        return ParsedAnswer(structure, body, False, repairs, -1, (), (error,), n)
     if not isinstance(value, list):
         error = AnswerError(NOT_LIST, f"the answer must be a JSON list, got {type(value).__name__}")
-        return ParsedAnswer(structure_ok, body, strict, repairs, -1, (), (error,), n)
+        return ParsedAnswer(structure, body, strict, repairs, -1, (), (error,), n)
     placements, errors = _read_entries(value, task, require_rotation)
-    return ParsedAnswer(structure_ok, body, strict, repairs, len(value), placements, errors, n)
+    return ParsedAnswer(structure, body, strict, repairs, len(value), placements, errors, n)
 
 
 def _load_json(body: str):
     """``(value or None, strict, repairs)``: json.loads, then the lenient repairs in turn."""
-    try:
-        return json.loads(body), True, ()
-    except json.JSONDecodeError:
-        pass
+    value = _json_value(body)
+    if value is not _MISSING:
+        return value, True, ()
     repairs = []
-    fenced = _FENCE.match(body)
-    if fenced:
-        body = fenced.group(1)
+    fenced = _fence_content(body)
+    if fenced is not None:
+        body = fenced
         repairs.append("stripped a code fence")
     if _TRAILING_COMMA.search(body):
         body = _TRAILING_COMMA.sub(r"\1", body)
         repairs.append("removed trailing commas")
     for candidate, note in ((body, None), (f"[{body}]", "wrapped the objects in a list")):
-        try:
-            value = json.loads(candidate)
-        except json.JSONDecodeError:
-            continue
-        return value, False, tuple(repairs + ([note] if note else []))
+        value = _json_value(candidate)
+        if value is not _MISSING:
+            return value, False, tuple(repairs + ([note] if note else []))
     return None, False, tuple(repairs)
+
+
+def _json_value(text: str):
+    """``json.loads(text)``, or ``_MISSING`` when it is not JSON or nests past the recursion limit.
+
+    Integers past Python's digit limit become floats (inf), so they are reported as too large
+    rather than as broken JSON."""
+    try:
+        return json.loads(text, parse_int=_json_int)
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
+        return _MISSING
+
+
+def _json_int(digits: str):
+    try:
+        return int(digits)
+    except ValueError:  # more digits than sys.get_int_max_str_digits()
+        return float(digits)
+
+
+def _fence_content(body: str) -> str | None:
+    """The text inside a Markdown code fence that is the whole of ``body`` (stripped), else None."""
+    body = body.strip()
+    if not (len(body) >= 6 and body.startswith("```") and body.endswith("```")):
+        return None
+    inner = body[3:-3]
+    return inner[_FENCE_TAG.match(inner).end():].strip()
 
 
 def _read_entries(entries: list, task: ArrangeTask, require_rotation: bool):
@@ -196,15 +241,30 @@ def _read_entry(entry, i: int, objects: dict, require_rotation: bool, listed: se
     values = [entry.get(key, _MISSING) for key in _FIELDS]
     if values[3] is _MISSING and not require_rotation:
         values[3] = objects[object_id].rotation or 0.0
+    numbers = []
     for key, value in zip(_FIELDS, values):
+        where = f"entry {i} ({object_id}): {key!r}"
         if type(value) not in (int, float):  # bool is neither
             if value is _MISSING:
                 return None, AnswerError(MISSING_FIELD, f"entry {i} ({object_id}): missing {key!r}", i)
-            return None, AnswerError(NOT_NUMBER, f"entry {i} ({object_id}): {key!r} must be a "
-                                     f"number, got {json.dumps(value)[:40]}", i)
-        if not math.isfinite(value):
-            return None, AnswerError(NON_FINITE, f"entry {i} ({object_id}): {key!r} is {value}", i)
-    return Placement(object_id, *map(float, values)), None
+            return None, AnswerError(NOT_NUMBER, f"{where} must be a number, got {short_json(value, 40)}",
+                                     i)
+        number = _as_finite_float(value)
+        if number is None:
+            return None, AnswerError(NON_FINITE, f"{where} is not a finite number that fits a float "
+                                     f"({short_json(value, 40)})", i)
+        numbers.append(number)
+    return Placement(object_id, *numbers), None
+
+
+def _as_finite_float(value: int | float) -> float | None:
+    """``float(value)`` when that is finite; None for inf, NaN and ints too large for a float."""
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
 
 
 def placements_to_boxes(task: ArrangeTask, placements) -> np.ndarray:

@@ -30,7 +30,7 @@ from spacelm.arrange.rewards import (
     RewardTerms,
     combine,
 )
-from spacelm.arrange.task import ArrangeTask, CompletionRecord
+from spacelm.arrange.task import ArrangeTask, CompletionRecord, TaskError
 
 _RATES = ("collision", "constraint", "out_of_bounds", "floating", "relations")
 
@@ -112,14 +112,18 @@ def evaluate_completions(tasks: Sequence[ArrangeTask], completions: Sequence[Com
 
     ``judge``: None, or a reward-signature callable returning S in [0, 50] or None (``Judge``;
     its ``breakdown`` is used when it has one, for the failure reasons). ``physics``: the
-    checks' tolerances (default ``PhysicsConfig()``). Raises ``ValueError`` for completions of
-    unknown tasks.
+    checks' tolerances (default ``PhysicsConfig()``). ``require_rotation=False``: the rotation
+    is fixed by the scene graph, so an answer may give only x, y, z (MetaSpatial's own answers);
+    a missing rotation takes the object's reference rotation. Raises ``TaskError`` for a
+    completion of an unknown task, naming where it was read (``CompletionRecord.where``).
     """
     by_id = {t.id: t for t in tasks}
-    unknown = sorted({c.task_id for c in completions} - by_id.keys())
+    unknown = [(i, c) for i, c in enumerate(completions) if c.task_id not in by_id]
     if unknown:
-        raise ValueError(f"{len(unknown)} completion task ids are not among the tasks, e.g. "
-                         f"{', '.join(map(repr, unknown[:3]))}")
+        index, first = unknown[0]
+        count = len({c.task_id for _, c in unknown})
+        raise TaskError(f"{first.where or f'completion {index}'}: task_id {first.task_id!r} is not "
+                        f"among the tasks ({count} unknown task id(s) in all)")
     rows = [by_id[c.task_id] for c in completions]
     texts = [c.completion for c in completions]
     weights = PRESETS["metaspatial"] if judge is not None else \

@@ -101,8 +101,13 @@ def reference_completion(placements: Iterable[Placement]) -> str:
 
 
 def generate_tasks(n: int, seed: int, split: str = "train", *,
-                   room_types: Iterable[str] | None = None) -> list[GeneratedTask]:
+                   room_types: Iterable[str] | None = None,
+                   max_objects: int | None = None) -> list[GeneratedTask]:
     """The first ``n`` tasks of ``split`` from candidate stream ``seed`` (see the module docstring).
+
+    ``max_objects`` keeps the first that many objects of each drawn list (targets come before the
+    objects placed relative to them, so every relation still has its target): smaller tasks for
+    small policies.
 
     >>> [g.task.id for g in generate_tasks(2, seed=0, split="test")]
     ['gen0_000001_office', 'gen0_000003_office']
@@ -117,7 +122,8 @@ def generate_tasks(n: int, seed: int, split: str = "train", *,
     while len(out) < n:
         rng = np.random.default_rng([seed, index])
         kind = kinds[int(rng.integers(len(kinds)))]
-        generated = generate_task(kind, rng=rng, task_id=f"gen{seed}_{index:06d}_{kind}")
+        generated = generate_task(kind, rng=rng, task_id=f"gen{seed}_{index:06d}_{kind}",
+                                  max_objects=max_objects)
         if split_of(generated.task) == split:
             out.append(generated)
         index += 1
@@ -132,8 +138,12 @@ def split_of(task: ArrangeTask) -> str:
 
 
 def generate_task(room_type: str, size: tuple[float, float, float] | None = None, *,
-                  rng: np.random.Generator, task_id: str) -> GeneratedTask:
-    """One task of ``room_type`` (size ``(L, W, H)`` m, drawn from the type's range if None)."""
+                  rng: np.random.Generator, task_id: str,
+                  max_objects: int | None = None) -> GeneratedTask:
+    """One task of ``room_type`` (size ``(L, W, H)`` m, drawn from the type's range if None), with
+    at most ``max_objects`` objects (None: as many as the template draws)."""
+    if max_objects is not None and max_objects < 1:
+        raise ValueError(f"max_objects must be >= 1, got {max_objects}")
     kind = ROOM_TYPES[room_type]
     if size is not None and min(size) <= 0:
         raise ValueError(f"{task_id}: room size must be positive, got {size}")
@@ -142,7 +152,7 @@ def generate_task(room_type: str, size: tuple[float, float, float] | None = None
     style, who = STYLES[rng.integers(len(STYLES))], OCCUPANTS[rng.integers(len(OCCUPANTS))]
     problem = "no object list drawn"
     for _ in range(_DRAWS):
-        items = _draw_items(kind.items, rng)
+        items = _draw_items(kind.items, rng)[:max_objects]
         preference = _preference(style, who, room_type, items, room, rng)
         for _ in range(_RESTARTS):
             placed = _place_all(items, room, rng)

@@ -9,14 +9,16 @@ grade it 1-10 on five aspects with IDesign's evaluator prompt; S is the sum of t
 - any OpenAI-compatible chat-completions endpoint grades it: GPT-4o, or a local vLLM or Ollama
   server (``JudgeConfig``; model, base URL and key fall back to ``SPACELM_JUDGE_MODEL``,
   ``SPACELM_JUDGE_BASE_URL`` and ``OPENAI_API_KEY``, read when a batch is judged);
-- requests of a batch run in a thread pool of ``max_concurrency``, each with a timeout and
+- requests of a batch run in a thread pool of ``max_concurrency``, each attempt with a deadline
+  (``timeout_s`` for the whole exchange, so a server dripping bytes cannot hold it longer) and
   exponential backoff on 408, 429, 5xx, timeouts and connection errors;
 - answers are cached on disk (``cache_dir``) under the sha256 of the request (images, rubric with
   the preference, model and sampling settings), written atomically;
 - the answer is parsed leniently (a JSON object in a code fence or among prose) and every grade
-  must be 1-10 or "unknown". S is the sum of the five grades, unknown ones counting as the mean
-  of the known ones. A failure (outage, refusal, garbage, no readable layout) gives S = None
-  with its reason logged and kept in the ``Judgement``: never MetaSpatial's 0 (total 0.5).
+  must be 1-10 or "unknown" (an aspect whose grade cannot be found fails the answer). S is the
+  sum of the five grades, unknown ones counting as the mean of the known ones. A failure (outage,
+  refusal, garbage, no readable layout) gives S = None with its reason logged and kept in the
+  ``Judgement``: never MetaSpatial's 0 (total 0.5).
 
 ``Judge`` is a picklable callable with TRL's reward signature, the ``judge`` of ``ArrangeReward``.
 """
@@ -25,26 +27,21 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
 import io
-import ipaddress
 import json
 import logging
 import os
-import random
 import re
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from spacelm.arrange.answer import Placement, to_layout
+from spacelm.arrange.chat_http import post_chat
 from spacelm.arrange.rewards import parse_all
 from spacelm.arrange.task import ArrangeTask
+from spacelm.errors import SpacelmError
 from spacelm.io import atomic_write_text
 from spacelm.render import render
 
@@ -81,9 +78,10 @@ class JudgeConfig:
     views / image_size: rendered views and their square size in pixels.
     render_backend / render_engine: ``render``'s backend ("builtin", or "blender" after ``make blender``)
     and Blender engine ("workbench" or "cycles").
-    timeout_s: per HTTP attempt. max_retries: attempts after the first on retryable failures;
-    the n-th retry waits ``backoff_s * 2**(n-1)`` seconds (jittered, at most ``max_backoff_s``,
-    at least a server's ``Retry-After``). max_concurrency: requests in flight per batch.
+    timeout_s: deadline of one HTTP attempt, connection to last byte. max_retries: attempts
+    after the first on retryable failures; the n-th retry waits ``backoff_s * 2**(n-1)`` seconds
+    (jittered, at most ``max_backoff_s``, at least a server's ``Retry-After``).
+    max_concurrency: requests in flight per batch.
     temperature: None leaves the server's default (MetaSpatial's choice); 0 makes caching sound.
     cache_dir: where answers are cached (None: no cache; the judge writes nowhere else).
     """
@@ -136,7 +134,7 @@ class Judgement:
     attempts: int = 0
 
 
-class JudgeParseError(ValueError):
+class JudgeParseError(SpacelmError, ValueError):
     """The judge's answer holds no valid grades; the message says what is wrong."""
 
 
@@ -263,7 +261,12 @@ def parse_grades(text: str) -> tuple[dict, dict]:
         if found is _MISSING:
             missing.append(key)
             continue
-        value = found.get("grade", found.get("score")) if isinstance(found, dict) else found
+        if isinstance(found, dict):
+            value = next((found[k] for k in ("grade", "score") if k in found), _MISSING)
+            if value is _MISSING:
+                raise JudgeParseError(f"{key}: no \"grade\" in {sorted(map(str, found))[:5]}")
+        else:
+            value = found
         grades[key] = _grade(value, key)
         if isinstance(found, dict) and isinstance(found.get("comment"), str):
             comments[key] = found["comment"]
@@ -283,13 +286,14 @@ def score_of(grades: dict) -> float:
 def _json_object(text: str) -> dict:
     """The first JSON object in a fenced block, else between the first ``{`` and last ``}``."""
     candidates = _FENCE.findall(text)
-    if "{" in text:
-        candidates.append(text[text.index("{"):text.rindex("}") + 1])
+    first, last = text.find("{"), text.rfind("}")
+    if 0 <= first < last:
+        candidates.append(text[first:last + 1])
     for candidate in candidates:
         for attempt in (candidate, _TRAILING_COMMA.sub(r"\1", candidate)):
             try:
                 value = json.loads(attempt)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):  # not JSON, a 4300+ digit number, deep nesting
                 continue
             if isinstance(value, dict):
                 return value
@@ -316,7 +320,10 @@ def _grade(value, key: str) -> float | None:
 
 def _ask(config: JudgeConfig, payload: dict, key: str) -> Judgement:
     """One request with retries, parsed; cached when it gave a score."""
-    text, reason, attempts = _post_with_retries(config, json.dumps(payload).encode("utf-8"))
+    text, reason, attempts = post_chat(
+        config.base_url, json.dumps(payload).encode("utf-8"), api_key=config.api_key,
+        timeout_s=config.timeout_s, max_retries=config.max_retries, backoff_s=config.backoff_s,
+        max_backoff_s=config.max_backoff_s)
     if text is None:
         return Judgement(None, reason=reason, attempts=attempts)
     try:
@@ -325,72 +332,6 @@ def _ask(config: JudgeConfig, payload: dict, key: str) -> Judgement:
         return Judgement(None, reason=f"unusable answer: {e}", attempts=attempts)
     _cache_write(config, key, text, grades)
     return Judgement(score_of(grades), grades, comments, attempts=attempts)
-
-
-def _post_with_retries(config: JudgeConfig, body: bytes) -> tuple[str | None, str | None, int]:
-    """``(answer text, None, attempts)`` or ``(None, reason, attempts)``."""
-    url = config.base_url.rstrip("/") + "/chat/completions"
-    headers = {"Content-Type": "application/json"}
-    if config.api_key:
-        headers["Authorization"] = f"Bearer {config.api_key}"
-    opener = _opener(url)
-    reason = "no attempt made"
-    for attempt in range(config.max_retries + 1):
-        try:
-            request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-            with opener.open(request, timeout=config.timeout_s) as response:
-                return _message_text(json.loads(response.read())), None, attempt + 1
-        except urllib.error.HTTPError as e:
-            reason = f"HTTP {e.code} from {url}: {_error_body(e)}"
-            if not (e.code in (408, 429) or e.code >= 500):
-                return None, reason, attempt + 1
-            wait_at_least = _retry_after(e.headers.get("Retry-After"))
-        except (urllib.error.URLError, TimeoutError, ConnectionError,
-                http.client.HTTPException) as e:
-            reason = f"request to {url} failed: {getattr(e, 'reason', e)!s}"
-            wait_at_least = 0.0
-        except (ValueError, KeyError, IndexError, TypeError) as e:  # a reply but not a completion
-            return None, f"malformed reply from {url}: {e!r}", attempt + 1
-        if attempt < config.max_retries:
-            delay = config.backoff_s * 2**attempt * random.uniform(0.5, 1.0)
-            time.sleep(min(config.max_backoff_s, max(delay, wait_at_least)))
-    return None, f"{reason} (gave up after {config.max_retries + 1} attempts)", \
-        config.max_retries + 1
-
-
-def _message_text(reply: dict) -> str:
-    content = reply["choices"][0]["message"]["content"]
-    if isinstance(content, list):  # some servers return content parts
-        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    if not isinstance(content, str) or not content.strip():
-        raise ValueError(f"the reply has no text content (finish_reason "
-                         f"{reply['choices'][0].get('finish_reason')!r})")
-    return content
-
-
-def _opener(url: str) -> urllib.request.OpenerDirector:
-    """An opener that bypasses proxies for loopback servers (a local vLLM or Ollama)."""
-    host = urllib.parse.urlsplit(url).hostname or ""
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    handlers = [urllib.request.ProxyHandler({})] if loopback else []
-    return urllib.request.build_opener(*handlers)
-
-
-def _error_body(error: urllib.error.HTTPError) -> str:
-    try:
-        return error.read(300).decode("utf-8", "replace").strip() or error.reason
-    except OSError:
-        return str(error.reason)
-
-
-def _retry_after(value: str | None) -> float:
-    try:
-        return max(0.0, float(value)) if value else 0.0
-    except ValueError:  # an HTTP date: fall back to the backoff
-        return 0.0
 
 
 def _cache_path(config: JudgeConfig, key: str) -> Path | None:
@@ -403,7 +344,7 @@ def _cache_read(config: JudgeConfig, key: str) -> Judgement | None:
         return None
     try:
         grades, comments = parse_grades(json.loads(path.read_text("utf-8"))["answer"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
         logger.warning("judge: ignoring unreadable cache entry %s: %s", path, e)
         return None
     return Judgement(score_of(grades), grades, comments, cached=True)

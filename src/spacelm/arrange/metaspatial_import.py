@@ -16,6 +16,14 @@ wall, "middle of the room", ceiling). Each object becomes an ``ArrangeObject``:
   IDesign's own preprocessing, a reference to "middle of the room" here is dropped and an id that
   names no object resolves to the first object whose id contains it ("sofa" -> "sofa_1").
 
+MetaSpatial's constraint check knows nine prepositions: IDesign's seven object relations (on,
+left of, right of, in front, behind, under, above), "in the corner", and "in the middle of",
+which its reward checks with the very function of "on" (``func_map`` in ``metaverse_utils.py``).
+So "in the middle of" imports as "on", wherever it appears, and is checked as "on" is.
+
+Task ids (``room_name``) name image files, so one that is not a plain file name (a path, ``..``,
+a leading dot) is a failure of its row rather than a path outside ``image_dir``.
+
 Anything else (unknown prepositions, references to nothing, missing fields) is an error naming
 the object, collected as an ``ImportFailure`` by the readers; nothing is dropped silently.
 """
@@ -23,7 +31,9 @@ the object, collected as an ``ImportFailure`` by the readers; nothing is dropped
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -42,6 +52,8 @@ from spacelm.arrange.task import (
 
 ROOM_PRIORS = ("south_wall", "north_wall", "east_wall", "west_wall", FLOOR, CEILING)
 INPUT_MARKER = "## Input JSON Data:"
+MIDDLE_OF = "in the middle of"  # MetaSpatial checks it as "on"
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 
 @dataclass(frozen=True)
@@ -95,9 +107,14 @@ def _room_size(priors: list, given) -> tuple[float, float, float]:
         from_priors = (float(south["length"]), float(east["length"]), float(south["height"]))
     except (KeyError, TypeError, ValueError) as e:
         raise TaskError(f"scene graph: room priors lack wall sizes ({e})") from None
+    except OverflowError:
+        raise TaskError("scene graph: a room prior size is too large for a float") from None
     if given is None:
         return from_priors
-    given = tuple(float(v) for v in given)
+    try:
+        given = tuple(float(v) for v in given)
+    except (TypeError, ValueError, OverflowError):
+        raise TaskError(f"size_of_room: expected three numbers, got {str(given)[:80]}") from None
     if any(abs(a - b) > 1e-6 for a, b in zip(given, from_priors)):
         raise TaskError(f"scene graph: room size {given} disagrees with the priors' {from_priors}")
     return given
@@ -127,6 +144,7 @@ def _object(obj, i: int, ids: list) -> ArrangeObject:
 
 def _element_relation(entry: dict, where: str) -> Relation:
     element, preposition = entry["layout_element_id"], entry["preposition"]
+    preposition = "on" if preposition == MIDDLE_OF else preposition
     if element in WALLS and preposition in ("on", "in the corner"):
         return Relation("against wall" if preposition == "on" else "in the corner", element)
     if element in (FLOOR, CEILING) and preposition in ("on", "in the corner"):
@@ -147,7 +165,7 @@ def _object_relation(entry: dict, ids: list, where: str) -> Relation | None:
             raise TaskError(f"{where}: relation {preposition!r} refers to {target!r}, which is not "
                             "in the scene graph")
         target = resolved
-    return Relation(preposition, target, adjacent)
+    return Relation("on" if preposition == MIDDLE_OF else preposition, target, adjacent)
 
 
 def task_from_row(row: Mapping, *, image: str | None = None) -> ArrangeTask:
@@ -161,9 +179,11 @@ def task_from_row(row: Mapping, *, image: str | None = None) -> ArrangeTask:
         size = meta["size_of_room"]
         room = (size["x"], size["y"], size["z"])
         task_id, preference = meta["room_name"], meta["user_preference"]
-    except (KeyError, TypeError, json.JSONDecodeError) as e:
-        raise TaskError(f"answer: not MetaSpatial's room JSON ({e})") from None
-    problem = row["problem"]
+    except (KeyError, TypeError, ValueError, RecursionError) as e:  # ValueError: JSONDecodeError
+        raise TaskError(f"answer: not MetaSpatial's room JSON ({str(e)[:200]})") from None
+    problem = row.get("problem")
+    if not isinstance(problem, str):
+        raise TaskError(f"problem: expected a string, got {type(problem).__name__}")
     if INPUT_MARKER not in problem:
         hint = (" (it holds a token-id tensor repr: a turn-2 prompt from MetaSpatial's multi-turn"
                 " debugging run, whose turn-1 prompt text is lost)" if "tensor([" in problem else "")
@@ -172,6 +192,9 @@ def task_from_row(row: Mapping, *, image: str | None = None) -> ArrangeTask:
         graph = json.loads(problem.split(INPUT_MARKER, 1)[1])
     except json.JSONDecodeError as e:
         raise TaskError(f"problem: the scene graph is not JSON ({e.msg}, line {e.lineno})") from None
+    except (ValueError, RecursionError):  # a 4300+ digit number, nesting past the recursion limit
+        raise TaskError("problem: the scene graph JSON cannot be read (a huge number or deep "
+                        "nesting)") from None
     return task_from_scene_graph(graph, task_id=task_id, preference=preference, room=room,
                                  image=image)
 
@@ -206,8 +229,11 @@ def read_parquet(path: str | os.PathLike, *, image_dir: str | os.PathLike | None
 
 def _with_image(task: ArrangeTask, row: Mapping, image_dir) -> ArrangeTask:
     images = row.get("images") or []
-    if not images or not images[0].get("bytes"):
+    if not images or not isinstance(images[0], Mapping) or not images[0].get("bytes"):
         raise TaskError("images: the row has no image bytes")
+    if _FILE_NAME.fullmatch(task.id) is None:
+        raise TaskError(f"room_name: {task.id[:80]!r} cannot name an image file (expected letters, "
+                        "digits, '.', '_' or '-', not starting with '.')")
     os.makedirs(image_dir, exist_ok=True)
     target = os.path.join(os.fspath(image_dir), f"{task.id}.png")
     with open(target, "wb") as f:
@@ -221,18 +247,23 @@ def read_room_descriptions(path: str | os.PathLike
 
     Entries with a missing or non-positive size (the file has rooms of height 0) are failures.
     """
-    with open(path, encoding="utf-8") as f:
-        entries = json.load(f)
+    try:
+        with open(path, "rb") as f:
+            entries = json.loads(f.read().decode("utf-8"))
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise TaskError(f"{os.fspath(path)}: not a readable JSON file ({str(e)[:120]})") from None
+    if not isinstance(entries, list):
+        raise TaskError(f"{os.fspath(path)}: expected a JSON list of rooms, got {type(entries).__name__}")
     rooms, failures = [], []
     name = os.path.basename(os.fspath(path))
     for index, entry in enumerate(entries):
         try:
             size = entry["size"]
             dims = [size[k] for k in "xyz"]
-            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf
                        for v in dims):
-                raise ValueError(f"size {size} must have x, y, z > 0")
+                raise ValueError(f"size {str(size)[:80]} must have finite x, y, z > 0")
             rooms.append(RoomDescription(index, str(entry["description"]), *map(float, dims)))
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
             failures.append(ImportFailure(f"{name}, entry {index}", str(e)))
     return rooms, failures

@@ -32,17 +32,13 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 import numpy as np
 import shapely
 
-from spacelm.arrange.task import ANY_WALL, CEILING, FLOOR, WALLS, ArrangeTask
+from spacelm.arrange.physics_plan import OBJECT_KINDS, ON_CEILING, ON_FLOOR, Constraint, TaskPlan, compile_task
+from spacelm.arrange.task import ArrangeTask
 from spacelm.scene.geometry import box_corners
-
-_KINDS = ("left of", "right of", "in front", "behind", "on", "under", "above")
-_WALL_NORMALS = np.array([[0, -1], [0, 1], [-1, 0], [1, 0]], dtype=np.float64)  # outward, WALLS order
-_PERPENDICULAR = np.array([[2, 3], [2, 3], [0, 1], [0, 1]])  # walls meeting each wall in a corner
 
 
 @dataclass(frozen=True)
@@ -87,16 +83,6 @@ class PhysicsWeights:
     @property
     def total(self) -> float:
         return self.collision + self.violation + self.out_of_bounds + self.floating
-
-
-@dataclass(frozen=True)
-class Constraint:
-    """One checked relation or facing of object ``subject`` (its index in the task)."""
-
-    subject: int
-    kind: str
-    target: str
-    adjacent: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -191,58 +177,87 @@ def check_layouts(task: ArrangeTask, boxes, config: PhysicsConfig = PhysicsConfi
     n = len(task.objects)
     if boxes.ndim != 3 or boxes.shape[1:] != (n, 7):
         raise ValueError(f"boxes must be (N, 7) or (B, N, 7) with N = {n}, got {boxes.shape}")
-    plan = _compile(task)
-    g = _per_box(boxes)
-    pairs = _pairs(g, config.contact_tol)
-    z_depth = g.hz[:, :, None] + g.hz[:, None, :] - np.abs(g.z[:, :, None] - g.z[:, None, :])
-    penetration = np.clip(np.minimum(pairs.depth, z_depth), 0.0, None)
-    penetration *= _pair_mask(plan, config.thin_ratio)
-    walls, outside = _room_gaps(boxes, g, plan)
-    parts = [_object_relations(g, pairs, plan, config), _wall_relations(walls, g, plan, config)]
+    plan = compile_task(task)
+    box = BoxTerms.of(boxes)
+    pairs = PairTerms.of(box, config.contact_tol)
+    hz, z = box.half_z, box.z  # (B, N)
+    z_depth = hz[:, :, None] + hz[:, None, :] - np.abs(z[:, :, None] - z[:, None, :])  # (B, N, N)
+    penetration = np.clip(np.minimum(pairs.depth, z_depth), 0.0, None) * _pair_mask(plan, config.thin_ratio)
+    walls, outside = _room_gaps(boxes, box, plan)
+    parts = [_object_relations(box, pairs, plan, config), _wall_relations(walls, box, plan, config)]
     constraints = plan.constraints[:plan.num_relations]
     if config.check_facing:
-        parts.append(_facings(g, plan, config))
+        parts.append(_facings(box, plan, config))
         constraints = plan.constraints
-    return PhysicsReport(penetration, outside, _support_gap(g, pairs, walls, plan),
+    return PhysicsReport(penetration, outside, _support_gap(box, pairs, walls, plan),
                          np.concatenate(parts, axis=1), constraints, config,
                          plan.owner[:len(constraints)])
 
 
-def _per_box(boxes: np.ndarray) -> SimpleNamespace:
-    """Per-box quantities of a ``(B, N, 7)`` batch, each ``(B, N)``: centre ``x, y, z``, yaw ``c``
-    (cos) and ``s`` (sin), half extents ``hx, hy, hz``, ``bottom`` and ``top`` z, and the half
-    extents ``ax, ay`` of the footprint's axis-aligned bounds."""
-    c, s = np.cos(boxes[..., 3]), np.sin(boxes[..., 3])
-    hx, hy, hz = boxes[..., 4] / 2, boxes[..., 5] / 2, boxes[..., 6] / 2
-    ac, as_ = np.abs(c), np.abs(s)
-    return SimpleNamespace(x=boxes[..., 0], y=boxes[..., 1], z=boxes[..., 2], c=c, s=s, hx=hx, hy=hy,
-                           hz=hz, bottom=boxes[..., 2] - hz, top=boxes[..., 2] + hz,
-                           ax=ac * hx + as_ * hy, ay=as_ * hx + ac * hy)
+@dataclass(frozen=True)
+class BoxTerms:
+    """Per-box quantities of a ``(B, N, 7)`` batch, each ``(B, N)`` float64 (m, radians)."""
+
+    x: np.ndarray  # centre
+    y: np.ndarray
+    z: np.ndarray
+    cos: np.ndarray  # of the yaw
+    sin: np.ndarray
+    half_x: np.ndarray  # half extents along the box's own axes
+    half_y: np.ndarray
+    half_z: np.ndarray
+    bottom: np.ndarray  # z of the lowest and highest face
+    top: np.ndarray
+    reach_x: np.ndarray  # half extents of the footprint's axis-aligned bounds
+    reach_y: np.ndarray
+
+    @classmethod
+    def of(cls, boxes: np.ndarray) -> BoxTerms:
+        c, s = np.cos(boxes[..., 3]), np.sin(boxes[..., 3])  # (B, N)
+        hx, hy, hz = boxes[..., 4] / 2, boxes[..., 5] / 2, boxes[..., 6] / 2  # (B, N)
+        ac, as_ = np.abs(c), np.abs(s)
+        return cls(x=boxes[..., 0], y=boxes[..., 1], z=boxes[..., 2], cos=c, sin=s, half_x=hx, half_y=hy,
+                   half_z=hz, bottom=boxes[..., 2] - hz, top=boxes[..., 2] + hz,
+                   reach_x=ac * hx + as_ * hy, reach_y=as_ * hx + ac * hy)
 
 
-def _pairs(g: SimpleNamespace, tol: float) -> SimpleNamespace:
-    """All ordered pairs ``[b, i, j]``, each ``(B, N, N)``, in box ``i``'s own frame: ``j``'s centre
-    (``px``, ``py``, signed), ``j``'s half extent along ``i``'s axes (``rx``, ``ry``), the xy SAT
-    depth (``depth``, negative when apart) and whether ``j``'s centre is over ``i``'s footprint."""
-    dx, dy = g.x[:, None, :] - g.x[:, :, None], g.y[:, None, :] - g.y[:, :, None]  # c_j - c_i
-    ci, si, cj, sj = g.c[..., None], g.s[..., None], g.c[:, None, :], g.s[:, None, :]
-    px, py = dx * ci + dy * si, dy * ci - dx * si
-    cos_d, sin_d = np.abs(ci * cj + si * sj), np.abs(ci * sj - si * cj)
-    hxj, hyj = g.hx[:, None, :], g.hy[:, None, :]
-    rx, ry = hxj * cos_d + hyj * sin_d, hxj * sin_d + hyj * cos_d
-    apx, apy = np.abs(px), np.abs(py)
-    push = np.minimum(g.hx[..., None] + rx - apx, g.hy[..., None] + ry - apy)  # along i's axes
-    over = (apx <= g.hx[..., None] + tol) & (apy <= g.hy[..., None] + tol)
-    return SimpleNamespace(px=px, py=py, rx=rx, ry=ry, over=over,
-                           depth=np.minimum(push, push.transpose(0, 2, 1)))
+@dataclass(frozen=True)
+class PairTerms:
+    """All ordered pairs ``[b, i, j]`` in box ``i``'s own frame, each ``(B, N, N)``."""
+
+    offset_x: np.ndarray  # j's centre minus i's, along i's x and y axes (signed, m)
+    offset_y: np.ndarray
+    reach_x: np.ndarray  # j's half extent along i's x and y axes
+    reach_y: np.ndarray
+    over: np.ndarray  # bool: j's centre is over i's footprint (within the tolerance)
+    depth: np.ndarray  # xy SAT depth over the 4 footprint axes, symmetric; negative when apart
+
+    @classmethod
+    def of(cls, box: BoxTerms, tol: float) -> PairTerms:
+        # Short names for the SAT: i indexes the rows (axis 1), j the columns (axis 2).
+        dx = box.x[:, None, :] - box.x[:, :, None]  # (B, N, N): c_j - c_i
+        dy = box.y[:, None, :] - box.y[:, :, None]
+        ci, si = box.cos[..., None], box.sin[..., None]  # (B, N, 1): i's yaw
+        cj, sj = box.cos[:, None, :], box.sin[:, None, :]  # (B, 1, N): j's yaw
+        px, py = dx * ci + dy * si, dy * ci - dx * si  # (B, N, N): j's centre in i's frame
+        cos_d, sin_d = np.abs(ci * cj + si * sj), np.abs(ci * sj - si * cj)  # |cos|, |sin| of yaw_j - yaw_i
+        hxj, hyj = box.half_x[:, None, :], box.half_y[:, None, :]  # (B, 1, N)
+        rx, ry = hxj * cos_d + hyj * sin_d, hxj * sin_d + hyj * cos_d  # (B, N, N): j's reach along i's axes
+        hxi, hyi = box.half_x[..., None], box.half_y[..., None]  # (B, N, 1)
+        apx, apy = np.abs(px), np.abs(py)
+        push = np.minimum(hxi + rx - apx, hyi + ry - apy)  # (B, N, N): depth along i's 2 axes
+        over = (apx <= hxi + tol) & (apy <= hyi + tol)
+        # push[b, j, i] is the depth along j's own 2 axes: the SAT depth is the smaller over all 4.
+        return cls(offset_x=px, offset_y=py, reach_x=rx, reach_y=ry, over=over,
+                   depth=np.minimum(push, push.transpose(0, 2, 1)))
 
 
-def _room_gaps(boxes: np.ndarray, g: SimpleNamespace, plan):
+def _room_gaps(boxes: np.ndarray, box: BoxTerms, plan: TaskPlan) -> tuple[np.ndarray, np.ndarray]:
     """Gaps to the four walls ``(B, N, 4)`` (WALLS order, signed for box rooms, negative through
     the wall) and how far each object reaches out of the room ``(B, N)``."""
     if plan.polygon is None:
-        walls = np.stack([g.y - g.ay, plan.width - g.y - g.ay, g.x - g.ax, plan.length - g.x - g.ax],
-                         axis=-1)
+        walls = np.stack([box.y - box.reach_y, plan.width - box.y - box.reach_y,
+                          box.x - box.reach_x, plan.length - box.x - box.reach_x], axis=-1)
         xy_out = -walls.min(axis=-1)
     else:
         corners = box_corners(boxes.reshape(-1, 7))[:, :4, :2]  # (B*N, 4, 2)
@@ -251,171 +266,85 @@ def _room_gaps(boxes: np.ndarray, g: SimpleNamespace, plan):
         walls = np.nan_to_num(walls, nan=np.inf).reshape(*boxes.shape[:2], 4)  # NaN: no such side
         xy_out = shapely.distance(shapely.points(corners), plan.polygon).max(axis=-1)
         xy_out = xy_out.reshape(boxes.shape[:2])
-    outside = np.maximum(np.maximum(xy_out, -g.bottom), g.top - plan.height)
+    outside = np.maximum(np.maximum(xy_out, -box.bottom), box.top - plan.height)
     return walls, np.clip(outside, 0.0, None)
 
 
-def _support_gap(g: SimpleNamespace, pairs: SimpleNamespace, walls, plan) -> np.ndarray:
+def _support_gap(box: BoxTerms, pairs: PairTerms, walls: np.ndarray, plan: TaskPlan) -> np.ndarray:
     """``(B, N)``: gap to the nearest allowed support (columns: objects, floor, ceiling, walls)."""
-    gaps = np.empty((len(g.x),) + plan.support_allowed.shape)  # (B, N, N + 6)
+    gaps = np.empty((len(box.x),) + plan.support_allowed.shape)  # (B, N, N + 6)
     n = gaps.shape[1]
-    np.abs(g.bottom[:, :, None] - g.top[:, None, :], out=gaps[..., :n])
+    np.abs(box.bottom[:, :, None] - box.top[:, None, :], out=gaps[..., :n])
     gaps[..., :n][~pairs.over.transpose(0, 2, 1)] = np.inf  # only tops under the centre
-    gaps[..., n] = np.abs(g.bottom)
-    gaps[..., n + 1] = np.abs(g.top - plan.height)
+    gaps[..., n] = np.abs(box.bottom)
+    gaps[..., n + 1] = np.abs(box.top - plan.height)
     np.abs(walls, out=gaps[..., n + 2:])
     gaps[..., ~plan.support_allowed] = np.inf
     return gaps.min(axis=-1)
 
 
-def _object_relations(g: SimpleNamespace, pairs: SimpleNamespace, plan, config) -> np.ndarray:
+def _object_relations(box: BoxTerms, pairs: PairTerms, plan: TaskPlan, config: PhysicsConfig) -> np.ndarray:
     """``(B, R)``: relations whose target is another object (see the module docstring)."""
-    s, t = plan.rel_subject, plan.rel_target
+    s, t = plan.rel_subject, plan.rel_target  # (R,) subject and target indices
     tol, near = config.contact_tol, config.near_tol
+    # u, v: the subject's centre from the target's along the frame axes; su, sv and tu, tv: the
+    # subject's and the target's half extents along them. Each (B, R).
     if config.relation_frame == "target":
-        u, v, su, sv = (m[:, t, s] for m in (pairs.px, pairs.py, pairs.rx, pairs.ry))
-        tu, tv = g.hx[:, t], g.hy[:, t]
+        u, v, su, sv = (m[:, t, s] for m in (pairs.offset_x, pairs.offset_y, pairs.reach_x, pairs.reach_y))
+        tu, tv = box.half_x[:, t], box.half_y[:, t]
     else:
-        u, v, su, sv, tu, tv = g.x[:, s] - g.x[:, t], g.y[:, s] - g.y[:, t], g.ax[:, s], g.ay[:, s], \
-            g.ax[:, t], g.ay[:, t]
+        u, v = box.x[:, s] - box.x[:, t], box.y[:, s] - box.y[:, t]
+        su, sv, tu, tv = box.reach_x[:, s], box.reach_y[:, s], box.reach_x[:, t], box.reach_y[:, t]
     gap_u, gap_v = np.abs(u) - su - tu, np.abs(v) - sv - tv  # separation along the frame axes
     loose = ~plan.rel_adjacent
     beside_u = (gap_u >= -tol) & (gap_v < 0) & (loose | (gap_u <= near))
     beside_v = (gap_v >= -tol) & (gap_u < 0) & (loose | (gap_v <= near))
-    sb, st, tb, tt = g.bottom[:, s], g.top[:, s], g.bottom[:, t], g.top[:, t]
+    sb, st, tb, tt = box.bottom[:, s], box.top[:, s], box.bottom[:, t], box.top[:, t]
     overlap = pairs.depth[:, s, t] > tol
-    results = [beside_u & (u < 0), beside_u & (u > 0), beside_v & (v > 0), beside_v & (v < 0),
-               pairs.over[:, t, s] & (np.abs(sb - tt) <= config.support_tol),
-               overlap & (sb <= tb + tol) & (st <= tt + tol),
-               overlap & (sb >= tt - tol)]
-    return np.choose(plan.rel_kind, results)
+    tests = {
+        "left of": beside_u & (u < 0),
+        "right of": beside_u & (u > 0),
+        "in front": beside_v & (v > 0),
+        "behind": beside_v & (v < 0),
+        "on": pairs.over[:, t, s] & (np.abs(sb - tt) <= config.support_tol),
+        "under": overlap & (sb <= tb + tol) & (st <= tt + tol),
+        "above": overlap & (sb >= tt - tol),
+    }
+    return np.choose(plan.rel_kind, [tests[kind] for kind in OBJECT_KINDS])
 
 
-def _wall_relations(walls, g: SimpleNamespace, plan, config) -> np.ndarray:
+def _wall_relations(walls: np.ndarray, box: BoxTerms, plan: TaskPlan, config: PhysicsConfig) -> np.ndarray:
     """``(B, E)``: "against wall", "in the corner" and "on" a wall, the ceiling or the floor."""
     s = plan.elem_subject
     near = np.abs(walls[:, s]) <= config.near_tol  # (B, E, 4)
     by_walls = (near & plan.elem_near).any(axis=-1) & (near & plan.elem_also).any(axis=-1)
-    ceiling = np.abs(g.top[:, s] - plan.height) <= config.support_tol
-    floor = np.abs(g.bottom[:, s]) <= config.support_tol
-    return np.where(plan.elem_kind == 1, ceiling, np.where(plan.elem_kind == 2, floor, by_walls))
+    ceiling = np.abs(box.top[:, s] - plan.height) <= config.support_tol
+    floor = np.abs(box.bottom[:, s]) <= config.support_tol
+    return np.where(plan.elem_kind == ON_CEILING, ceiling,
+                    np.where(plan.elem_kind == ON_FLOOR, floor, by_walls))
 
 
-def _facings(g: SimpleNamespace, plan, config) -> np.ndarray:
+def _facings(box: BoxTerms, plan: TaskPlan, config: PhysicsConfig) -> np.ndarray:
     """``(B, F)``: the front (+y at yaw 0) points within the tolerance of the target."""
     s, o = plan.face_subject, plan.face_object
     # Towards an object's centre, the room centre, or (walls) along the wall's outward normal.
-    tx = np.where(o >= 0, g.x[:, o], plan.face_point[0]) - g.x[:, s]
-    ty = np.where(o >= 0, g.y[:, o], plan.face_point[1]) - g.y[:, s]
+    tx = np.where(o >= 0, box.x[:, o], plan.face_point[0]) - box.x[:, s]  # (B, F)
+    ty = np.where(o >= 0, box.y[:, o], plan.face_point[1]) - box.y[:, s]
     wall = plan.face_wall >= 0
     tx, ty = np.where(wall, plan.face_direction[:, 0], tx), np.where(wall, plan.face_direction[:, 1], ty)
     norm = np.hypot(tx, ty)
-    cosine = (-g.s[:, s] * tx + g.c[:, s] * ty) / np.where(norm > 0, norm, 1.0)
+    cosine = (-box.sin[:, s] * tx + box.cos[:, s] * ty) / np.where(norm > 0, norm, 1.0)
     return (cosine >= math.cos(math.radians(config.facing_tol_deg))) | (norm == 0)
 
 
-def _pair_mask(plan: SimpleNamespace, thin_ratio: float | None) -> np.ndarray:
-    """``(N, N)`` float: 1 for pairs checked for collisions (no thin object, not i = j)."""
-    if thin_ratio not in plan.pair_masks:
-        n = len(plan.sizes)
-        thin = np.zeros(n, dtype=bool) if thin_ratio is None else (
-            plan.sizes.max(axis=1) / plan.sizes.min(axis=1) >= thin_ratio)
-        keep = ~(thin[:, None] | thin[None, :]) & ~np.eye(n, dtype=bool)
-        plan.pair_masks[thin_ratio] = keep.astype(np.float64)
-    return plan.pair_masks[thin_ratio]
-
-
 @functools.lru_cache(maxsize=1024)
-def _compile(task: ArrangeTask) -> SimpleNamespace:
-    """Index arrays, built once per task: the room (``length``, ``width``, ``height``, ``polygon``
-    and per side ``wall_lines``), ``sizes`` ``(N, 3)``, ``support_allowed`` ``(N, N + 6)`` (objects,
-    floor, ceiling, 4 walls), relations to objects (``rel_*``, R rows), to room elements
-    (``elem_*``, E rows: kind 0 walls, 1 ceiling, 2 floor; some wall of ``elem_near`` and some of
-    ``elem_also`` must be near), facings (``face_*``, F rows), and the ``constraints`` in that
-    order with their ``owner`` ``(K, N)``."""
-    ids = {o.id: i for i, o in enumerate(task.objects)}
-    n = len(task.objects)
-    rel, elem, face = [], [], []
-    allowed = np.ones((n, n + 6), dtype=bool)
-    for i, obj in enumerate(task.objects):
-        _support_row(allowed[i], i, obj, ids)
-        for r in obj.relations:
-            constraint = Constraint(i, r.type, r.target, r.adjacent)
-            if r.target in ids:
-                rel.append((constraint, ids[r.target], _KINDS.index(r.type)))
-            else:
-                elem.append((constraint, *_wall_test(r.type, r.target)))
-        if obj.facing is not None and obj.facing != CEILING:
-            wall = WALLS.index(obj.facing) if obj.facing in WALLS else -1
-            face.append((Constraint(i, "facing", obj.facing), ids.get(obj.facing, -1), wall))
-    polygon, lines = _room_shape(task)
-    centre = (np.array(polygon.centroid.coords[0]) if polygon is not None
-              else np.array([task.room.length / 2, task.room.width / 2]))
-    constraints = tuple(row[0] for row in rel + elem + face)
-    owner = np.zeros((len(constraints), n))
-    owner[np.arange(len(constraints)), [c.subject for c in constraints]] = 1.0
-    face_wall = np.array([f[2] for f in face], dtype=np.intp)
+def _pair_mask(plan: TaskPlan, thin_ratio: float | None) -> np.ndarray:
+    """``(N, N)`` float, read-only: 1 for pairs checked for collisions (no thin object, not i = j).
 
-    def column(rows, k, dtype=np.intp):
-        return np.array([row[k] for row in rows], dtype=dtype)
-
-    return SimpleNamespace(
-        length=task.room.length, width=task.room.width, height=task.room.height,
-        polygon=polygon, wall_lines=lines, support_allowed=allowed,
-        sizes=np.array([o.size for o in task.objects], dtype=np.float64),
-        rel_subject=np.array([c.subject for c, *_ in rel], dtype=np.intp),
-        rel_target=column(rel, 1), rel_kind=column(rel, 2),
-        rel_adjacent=np.array([c.adjacent for c, *_ in rel], dtype=bool),
-        elem_subject=np.array([c.subject for c, *_ in elem], dtype=np.intp),
-        elem_kind=column(elem, 1), elem_near=column(elem, 2, bool).reshape(-1, 4),
-        elem_also=column(elem, 3, bool).reshape(-1, 4),
-        face_subject=np.array([c.subject for c, *_ in face], dtype=np.intp),
-        face_object=column(face, 1), face_wall=face_wall,
-        face_direction=_WALL_NORMALS[np.clip(face_wall, 0, 3)].reshape(-1, 2), face_point=centre,
-        constraints=constraints, num_relations=len(rel) + len(elem), owner=owner, pair_masks={})
-
-
-def _wall_test(kind: str, target: str) -> tuple[int, list[bool], list[bool]]:
-    """Kind (0 walls, 1 ceiling, 2 floor) and the two wall sets of a room-element relation: a wall
-    of the first set must be near, and of the second too (a corner: one perpendicular to it)."""
-    if target in (CEILING, FLOOR):
-        return (1 if target == CEILING else 2), [False] * 4, [False] * 4
-    corner = kind == "in the corner"
-    if target == ANY_WALL:  # any corner: near south or north, and near west or east
-        return 0, [True, True, not corner, not corner], [not corner, not corner, True, True]
-    k = WALLS.index(target)
-    near = [w == k for w in range(4)]
-    also = [w in _PERPENDICULAR[k] for w in range(4)] if corner else [True] * 4
-    return 0, near, also
-
-
-def _support_row(row: np.ndarray, i: int, obj, ids: dict) -> None:
-    """Which supports (objects, floor, ceiling, 4 walls) may carry object ``i``."""
-    n = len(row) - 6
-    targets = [r.target for r in obj.relations if r.type == "on"]
-    if obj.on_floor or targets:
-        row[:] = False
-        row[n] = obj.on_floor or FLOOR in targets
-        row[n + 1] = CEILING in targets
-        for t in targets:
-            if t in ids:
-                row[ids[t]] = True
-            elif t in WALLS:
-                row[n + 2 + WALLS.index(t)] = True
-    row[i] = False
-
-
-def _room_shape(task: ArrangeTask):
-    """The floor polygon (None for a box room) and, per wall side, the polygon edges facing it."""
-    if task.room.polygon is None:
-        return None, np.empty(0, dtype=object)
-    polygon = shapely.orient_polygons(shapely.Polygon(task.room.polygon))  # exterior CCW
-    ring = np.asarray(polygon.exterior.coords)
-    edges = np.stack([ring[:-1], ring[1:]], axis=1)  # (E, 2, 2)
-    direction = edges[:, 1] - edges[:, 0]
-    outward = np.stack([direction[:, 1], -direction[:, 0]], axis=1)  # right normal of a CCW ring
-    side = np.argmax(outward @ _WALL_NORMALS.T, axis=1)
-    lines = np.array([shapely.multilinestrings(edges[side == k]) if np.any(side == k) else None
-                      for k in range(4)], dtype=object)
-    shapely.prepare(polygon)
-    return polygon, lines
+    Cached by the plan's identity (``eq=False``), which ``compile_task`` caches per task."""
+    n = len(plan.sizes)
+    thin = np.zeros(n, dtype=bool) if thin_ratio is None else (
+        plan.sizes.max(axis=1) / plan.sizes.min(axis=1) >= thin_ratio)
+    keep = (~(thin[:, None] | thin[None, :]) & ~np.eye(n, dtype=bool)).astype(np.float64)
+    keep.setflags(write=False)
+    return keep

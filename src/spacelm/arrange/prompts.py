@@ -61,13 +61,80 @@ def build_prompt(task: ArrangeTask, *, rotation: bool = True, image: bool = True
     return "\n\n".join(sections)
 
 
+PROMPT_STYLES = ("metaspatial", "compact")
+
+
 def build_messages(task: ArrangeTask, *, rotation: bool = True, image: bool = True,
-                   relation_frame: str = "target") -> list[dict]:
-    """Chat messages (system, user); with ``image`` the user turn starts with an image part, the
-    form a vision-language processor's chat template expects."""
-    text = build_prompt(task, rotation=rotation, image=image, relation_frame=relation_frame)
+                   relation_frame: str = "target", style: str = "metaspatial") -> list[dict]:
+    """Chat messages; with ``image`` the user turn starts with an image part, the form a
+    vision-language processor's chat template expects.
+
+    ``style="metaspatial"``: system + MetaSpatial's sectioned prompt (about 1,250 tokens with a
+    small BPE). ``style="compact"``: one user turn with the room and one line per object (about
+    10x shorter), for policies small enough to train on a CPU; the answer format is the same.
+    """
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"prompt style must be one of {PROMPT_STYLES}, got {style!r}")
+    if style == "compact":
+        text = compact_prompt(task, rotation=rotation)
+    else:
+        text = build_prompt(task, rotation=rotation, image=image, relation_frame=relation_frame)
     content = [{"type": "image"}, {"type": "text", "text": text}] if image else text
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": content}]
+    user = {"role": "user", "content": content}
+    return [user] if style == "compact" else [{"role": "system", "content": SYSTEM_PROMPT}, user]
+
+
+def compact_prompt(task: ArrangeTask, *, rotation: bool = True) -> str:
+    """The room, one line per object (size, support, relations, facing) and the answer format.
+
+    >>> from spacelm.arrange.task import task_from_dict
+    >>> print(compact_prompt(task_from_dict({"id": "t", "room": {"length": 4, "width": 3,
+    ...     "height": 2.5}, "preference": "", "objects": [{"id": "bed_1", "size": [2, 1.6, 0.5],
+    ...     "relations": [{"type": "against wall", "target": "south_wall"}]}]})))
+    Room 4 x 3 x 2.5 m: x 0-4 west to east, y 0-3 south to north, z up.
+    bed_1 2x1.6x0.5 floor; against wall south_wall
+    Answer <think></think><answer>[{"id","x","y","z","rotation"} per object, box centres in m, rotation in degrees]</answer>
+    """
+    r = task.room
+    lines = [f"Room {r.length:g} x {r.width:g} x {r.height:g} m: x 0-{r.length:g} west to east, "
+             f"y 0-{r.width:g} south to north, z up."]
+    if r.polygon is not None:
+        lines.append("Floor polygon " + json.dumps([list(p) for p in r.polygon]))
+    for obj in task.objects:
+        parts = ["x".join(f"{v:g}" for v in obj.size) + (" floor" if obj.on_floor else "")]
+        parts += [f"{rel.type} {rel.target}" + (" adjacent" if rel.adjacent else "")
+                  for rel in obj.relations]
+        if obj.facing:
+            parts.append(f"facing {obj.facing}")
+        if not rotation:
+            parts.append(f"rotation {obj.rotation or 0:g}")
+        lines.append(f"{obj.id} " + "; ".join(parts))
+    fields = '"id","x","y","z","rotation"' if rotation else '"id","x","y","z"'
+    what = "box centres in m, rotation in degrees" if rotation else "box centres in m"
+    lines.append(f"Answer <think></think><answer>[{{{fields}}} per object, {what}]</answer>")
+    return "\n".join(lines)
+
+
+def compact_answer(placements, *, rotation: bool = True, decimals: int = 2) -> str:
+    """A completion for ``placements`` in the compact style: empty think, rounded numbers.
+
+    >>> from spacelm.arrange.answer import Placement
+    >>> compact_answer([Placement("bed_1", 1.234, 0.8, 0.25, 90.0)])
+    '<think></think><answer>[{"id":"bed_1","x":1.23,"y":0.8,"z":0.25,"rotation":90}]</answer>'
+    """
+    entries = []
+    for p in placements:
+        entry = {"id": p.id, **{k: _rounded(v, decimals) for k, v in zip("xyz", (p.x, p.y, p.z))}}
+        if rotation:
+            entry["rotation"] = _rounded(p.rotation, 0)
+        entries.append(entry)
+    return f"<think></think><answer>{json.dumps(entries, separators=(',', ':'))}</answer>"
+
+
+def _rounded(value: float, decimals: int):
+    """``value`` rounded, as an int when it has no fraction left (shorter text, same JSON number)."""
+    value = round(float(value), decimals)
+    return int(value) if value == int(value) else value
 
 
 def _task_text(rotation: bool, image: bool) -> str:
@@ -167,13 +234,16 @@ def _relation_text(subject: str, c) -> str:
 
 
 def feedback_message(task: ArrangeTask, completion, breakdown: dict, *,
-                     require_rotation: bool = True) -> str:
+                     require_rotation: bool = True, style: str = "metaspatial") -> str:
     """The user turn that shows the model its previous layout, reward and problems.
 
     ``breakdown`` is one entry of ``ArrangeReward.breakdown`` or ``PhysicsReward.breakdown``
-    (keys ``score``, optional ``terms``, ``violations``, ``format``).
+    (keys ``score``, optional ``terms``, ``violations``, ``format``). ``style="compact"`` leaves
+    out the layout (the previous answer is already in the conversation) and the section titles.
     """
     answer = parse_answer(completion, task, require_rotation=require_rotation)
+    if style == "compact":
+        return _compact_feedback(answer, breakdown)
     if answer.placements:
         layout = json.dumps([{"id": p.id, "x": round(p.x, 3), "y": round(p.y, 3), "z": round(p.z, 3),
                               **({"rotation": round(p.rotation, 1)} if require_rotation else {})}
@@ -182,7 +252,7 @@ def feedback_message(task: ArrangeTask, completion, breakdown: dict, *,
         layout = "(no layout could be read)"
     problems = [e.message for e in answer.errors] + list(breakdown.get("violations", []))
     score = breakdown.get("score")
-    terms = {k: v for k, v in breakdown.get("terms", {}).items() if v is not None}
+    terms = {k: v for k, v in breakdown.get("terms", {}).items() if v is not None and k != "tier"}
     lines = ["## Previous Layout", layout, "## Previous Reward",
              "unavailable" if score is None else f"{score:.3f}"]
     if terms:
@@ -194,13 +264,24 @@ def feedback_message(task: ArrangeTask, completion, breakdown: dict, *,
     return "\n".join(lines)
 
 
+def _compact_feedback(answer, breakdown: dict) -> str:
+    score = breakdown.get("score")
+    problems = [e.message for e in answer.errors] + list(breakdown.get("violations", []))
+    lines = ["Reward " + ("unavailable" if score is None else f"{score:.2f}") + ". Problems:"]
+    lines += [f"- {p}" for p in problems] or ["- none found"]
+    lines.append("Revise the layout; answer in the same format.")
+    return "\n".join(lines)
+
+
 def revision_messages(task: ArrangeTask, turns, *, rotation: bool = True, image: bool = True,
-                      relation_frame: str = "target") -> list[dict]:
+                      relation_frame: str = "target", style: str = "metaspatial",
+                      feedback_style: str = "metaspatial") -> list[dict]:
     """The conversation for the next turn: the prompt, then per earlier turn the model's
     completion (assistant) and its feedback (user). ``turns`` holds ``(completion, breakdown)``."""
-    messages = build_messages(task, rotation=rotation, image=image, relation_frame=relation_frame)
+    messages = build_messages(task, rotation=rotation, image=image, relation_frame=relation_frame,
+                              style=style)
     for completion, breakdown in turns:
         messages.append({"role": "assistant", "content": completion_text(completion)})
         messages.append({"role": "user", "content": feedback_message(
-            task, completion, breakdown, require_rotation=rotation)})
+            task, completion, breakdown, require_rotation=rotation, style=feedback_style)})
     return messages

@@ -184,15 +184,19 @@ class RewardTerms:
     """The parts of one completion's reward; physics rates in [0, 1], judge S in [0, 50].
 
     A physics term is None when the layout could not be read; ``judge`` is None when no judge
-    score exists (no judge, outage, or not requested).
+    score exists (no judge, outage, or not requested). ``tier`` is MetaSpatial's format tier of the
+    answer (1.0 = complete and parseable), which the gate reads; ``format`` may be a shaped score.
+    None means ``format`` is the tier itself.
     """
 
     format: float
+    tier: float | None = None
     collision: float | None = None
     relations: float | None = None
     out_of_bounds: float | None = None
     floating: float | None = None
     constraint: float | None = None  # MetaSpatial's V: relation, bounds or floating failures
+    overlap: float | None = None  # metres per object: summed pair penetration plus distance outside
     judge: float | None = None
 
 
@@ -200,7 +204,9 @@ class RewardTerms:
 class RewardWeights:
     """Weights of ``RewardTerms``; physics terms are subtracted, ``judge`` multiplies S (0-50).
 
-    ``gate``: physics and judge count only when the format term is 1 (MetaSpatial).
+    ``gate``: physics and judge count only when the answer's format tier is 1 (MetaSpatial): the
+    tier, not a shaped format score, so that throwing one object out of the room can never skip
+    the physics penalty.
     """
 
     format: float = 1.0
@@ -209,6 +215,7 @@ class RewardWeights:
     out_of_bounds: float = 0.0
     floating: float = 0.0
     constraint: float = 0.0
+    overlap: float = 0.0
     judge: float = 0.0
     gate: bool = False
 
@@ -217,8 +224,12 @@ PRESETS = {
     "metaspatial": RewardWeights(format=0.5, collision=0.2, constraint=0.2, judge=1 / 50, gate=True),
     "default": RewardWeights(format=1.0, collision=1.0, relations=0.5, out_of_bounds=1.0,
                              floating=0.5),
+    # ``default`` plus how deep the overlaps go: rates change in steps of one pair or one object,
+    # depth keeps ranking the samples of a group whose rates tie (small policies, few objects).
+    "dense": RewardWeights(format=1.0, collision=1.0, relations=0.5, out_of_bounds=1.0,
+                           floating=0.5, overlap=2.0),
 }
-_PENALTIES = ("collision", "relations", "out_of_bounds", "floating", "constraint")
+_PENALTIES = ("collision", "relations", "out_of_bounds", "floating", "constraint", "overlap")
 
 
 def combine(terms: RewardTerms, weights: RewardWeights | str = "metaspatial") -> float | None:
@@ -233,7 +244,8 @@ def combine(terms: RewardTerms, weights: RewardWeights | str = "metaspatial") ->
     """
     weights = PRESETS[weights] if isinstance(weights, str) else weights
     total = weights.format * terms.format
-    if weights.gate and terms.format < TIER_OK:
+    tier = terms.format if terms.tier is None else terms.tier
+    if weights.gate and tier < TIER_OK:
         return total
     for name in _PENALTIES:
         w = getattr(weights, name)
@@ -293,22 +305,27 @@ class ArrangeReward:
     physics: PhysicsConfig = field(default_factory=PhysicsConfig)
     require_rotation: bool = True
     judge: object = None
+    log_terms: bool = False  # log each term's mean through TRL's ``log_metric`` (training)
     __name__ = "arrange_reward"
 
     def __call__(self, prompts, completions, completion_ids=None, **columns) -> list[float | None]:
-        return [b["score"] for b in self.breakdown(prompts, completions, **columns)]
+        breakdown = self.breakdown(prompts, completions, **columns)
+        if self.log_terms and columns.get("log_metric") is not None:
+            for name, value in term_means(breakdown).items():
+                columns["log_metric"](name, value)
+        return [b["score"] for b in breakdown]
 
     def breakdown(self, prompts, completions, completion_ids=None, **columns) -> list[dict]:
         weights = self.weights_at(columns.get("trainer_state"))
         tasks, answers = parse_all(completions, columns, self.require_rotation)
         formats = [self.format.grade(a, t) for a, t in zip(answers, tasks)]
-        terms = [RewardTerms(format=f["score"]) for f in formats]
+        terms = [RewardTerms(format=f["score"], tier=f["tier"]) for f in formats]
         for rows, report in check_batches(tasks, answers, self.physics):
             for b, row in enumerate(rows):
                 terms[row] = replace(terms[row], **_physics_terms(report, b))
-        terms = self._add_judge(weights, terms, prompts, completions, columns)
-        return [{"score": combine(t, weights), "terms": _as_dict(t), "format": f}
-                for t, f in zip(terms, formats)]
+        terms, asked = self._add_judge(weights, terms, prompts, completions, columns)
+        return [{"score": combine(t, weights), "terms": _as_dict(t), "format": f,
+                 "judge_asked": i in asked} for i, (t, f) in enumerate(zip(terms, formats))]
 
     def weights_at(self, trainer_state) -> RewardWeights:
         """The weights in force at the trainer's current step."""
@@ -320,19 +337,43 @@ class ArrangeReward:
 
     def _add_judge(self, weights, terms, prompts, completions, columns):
         wanted = [i for i, t in enumerate(terms)
-                  if weights.judge and (not weights.gate or t.format >= TIER_OK)]
+                  if weights.judge and (not weights.gate or t.tier >= TIER_OK)]
         if not wanted or self.judge is None:
-            return terms
+            return terms, set()
         subset = {k: [v[i] for i in wanted] if isinstance(v, list) else v for k, v in columns.items()}
         scores = self.judge([prompts[i] for i in wanted], [completions[i] for i in wanted], **subset)
         terms = list(terms)
         for i, score in zip(wanted, scores, strict=True):
             terms[i] = replace(terms[i], judge=None if score is None else float(score))
-        return terms
+        return terms, set(wanted)
+
+
+def term_means(breakdown: list[dict]) -> dict[str, float]:
+    """Means of the reward terms over a batch, named ``arrange/<term>`` for training logs.
+
+    Physics terms are averaged over the layouts that could be read; ``arrange/valid`` is the share
+    of complete, parseable answers and ``arrange/collision_rate`` the headline: the share of read
+    layouts with at least one collision. ``arrange/judge_missing`` counts the completions the judge
+    was asked about and gave no score (an outage: their reward is None and TRL leaves them out).
+    """
+    out = {"arrange/valid": float(np.mean([b["terms"]["tier"] >= TIER_OK for b in breakdown]))}
+    for name in ("format", "collision", "out_of_bounds", "floating", "relations", "overlap", "judge"):
+        values = [b["terms"][name] for b in breakdown if b["terms"][name] is not None]
+        if values:
+            out[f"arrange/{name}"] = float(np.mean(values))
+    read = [b["terms"]["collision"] for b in breakdown if b["terms"]["collision"] is not None]
+    if read:
+        out["arrange/collision_rate"] = float(np.mean([c > 0 for c in read]))
+    asked = [b for b in breakdown if b.get("judge_asked")]
+    if asked:
+        out["arrange/judge_missing"] = float(sum(b["terms"]["judge"] is None for b in asked))
+    return out
 
 
 def _physics_terms(report: PhysicsReport, b: int) -> dict:
-    return {"collision": float(report.collision_rate[b]),
+    n = max(report.outside.shape[1], 1)
+    depth = float(np.triu(report.penetration[b], 1).sum() + report.outside[b].sum()) / n
+    return {"overlap": depth, "collision": float(report.collision_rate[b]),
             "relations": float(report.relation_violation_rate[b]),
             "out_of_bounds": float(report.out_of_bounds_rate[b]),
             "floating": float(report.floating_rate[b]),

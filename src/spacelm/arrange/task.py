@@ -26,7 +26,9 @@ import json
 import math
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from spacelm.errors import SpacelmError
 
 WALLS = ("south_wall", "north_wall", "west_wall", "east_wall")
 ANY_WALL = "wall"
@@ -45,7 +47,7 @@ _TARGETS = {
 }
 
 
-class TaskError(ValueError):
+class TaskError(SpacelmError, ValueError):
     """A task or completion record that breaks the schema; the message names the field path."""
 
 
@@ -105,10 +107,13 @@ class ArrangeTask:
 
 @dataclass(frozen=True)
 class CompletionRecord:
-    """One model output for a task, as stored in completions JSONL."""
+    """One model output for a task, as stored in completions JSONL.
+
+    ``where`` ("file, line N") says where it was read, for error messages; it is not compared."""
 
     task_id: str
     completion: str
+    where: str | None = field(default=None, compare=False)
 
 
 def task_from_dict(data, path: str = "") -> ArrangeTask:
@@ -170,22 +175,37 @@ def read_completions(path: str | os.PathLike) -> list[CompletionRecord]:
         try:
             _expect(record, dict, "record")
             records.append(CompletionRecord(_get(record, "task_id", str, ""),
-                                            _get(record, "completion", str, "")))
+                                            _get(record, "completion", str, ""),
+                                            f"{os.fspath(path)}, line {line_no}"))
         except TaskError as e:
             raise TaskError(f"{os.fspath(path)}, line {line_no}: {e}") from None
     return records
 
 
 def _jsonl(path) -> Iterable[tuple[int, object]]:
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
+    """``(line number, value)`` per non-blank line; any unreadable line is a ``TaskError``."""
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, 1):
+            where = f"{os.fspath(path)}, line {line_no}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise TaskError(f"{where}: not UTF-8 text (byte 0x{raw[e.start:e.start + 1].hex()} "
+                                f"at column {e.start + 1})") from None
             if not line.strip():
                 continue
-            try:
-                yield line_no, json.loads(line)
-            except json.JSONDecodeError as e:
-                raise TaskError(f"{os.fspath(path)}, line {line_no}: not JSON: {e.msg} "
-                                f"(column {e.colno})") from None
+            yield line_no, _json_line(line, where)
+
+
+def _json_line(line: str, where: str):
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as e:
+        raise TaskError(f"{where}: not JSON: {e.msg} (column {e.colno})") from None
+    except ValueError:  # an integer past Python's digit limit (sys.get_int_max_str_digits)
+        raise TaskError(f"{where}: a number has more digits than can be read") from None
+    except RecursionError:
+        raise TaskError(f"{where}: nested too deeply to read") from None
 
 
 def _room(data: dict, path: str) -> Room:
@@ -299,7 +319,7 @@ def _expect(value, kind, path: str) -> None:
     is_bool = isinstance(value, bool)
     numeric = isinstance(kind, tuple)
     if not isinstance(value, kind) or (numeric and is_bool):
-        raise TaskError(f"{path}: must be {_type_name(kind)}, got {json.dumps(value)[:60]}")
+        raise TaskError(f"{path}: must be {_type_name(kind)}, got {short_json(value)}")
 
 
 def _get(data: dict, key: str, kind, path: str):
@@ -318,9 +338,27 @@ def _optional(data: dict, key: str, kind, path: str, default=None):
 
 def _finite(value, path: str) -> float:
     _expect(value, (int, float), path)
-    if not math.isfinite(value):
-        raise TaskError(f"{path}: must be finite, got {value}")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too large for a float
+        number = math.inf
+    if not math.isfinite(number):
+        raise TaskError(f"{path}: must be finite (and fit a float), got {short_json(value)}")
+    return number
+
+
+def short_json(value, limit: int = 60) -> str:
+    """A bounded description of a JSON value for messages: containers by size, never in full.
+
+    >>> short_json([[1, 2]] * 1000), short_json("x" * 100, 10)
+    ('a list of 1000 entries', '"xxxxxx...')
+    """
+    if isinstance(value, (list, dict)):
+        return f"{'a list' if isinstance(value, list) else 'an object'} of {len(value)} entries"
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 100:
+        return f"an integer of {len(str(abs(value)))} digits"
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _positive(value, path: str) -> float:

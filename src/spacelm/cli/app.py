@@ -5,11 +5,16 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+
+from spacelm.arrange.generate import SPLITS
+from spacelm.errors import SpacelmError
+from spacelm.render.images import BACKENDS as RENDER_BACKENDS
+from spacelm.train.args import STAGES, TASKS
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="spacelm: spatial language models (SpatialLM and MetaSpatial reproductions).")
@@ -31,6 +36,16 @@ console = _make_console()
 err_console = _make_console(stderr=True)
 
 
+@app.callback()
+def _global_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of input errors too "
+                                        "(the same as SPACELM_DEBUG=1).")] = False,
+) -> None:
+    # Options of every command; the app's help text is Typer(help=...) above.
+    if debug:
+        os.environ["SPACELM_DEBUG"] = "1"  # read by main() once the command has failed
+
+
 @layout_app.command("check")
 def layout_check(
     files: Annotated[list[Path], typer.Argument(help="Layout .txt files to check.", exists=True,
@@ -38,13 +53,18 @@ def layout_check(
     bins: Annotated[Optional[int], typer.Option(help="Check the integer (quantised) form with this many bins.")] = None,
 ) -> None:
     """Parse layout files and print every problem with its line; exit 1 if any file has one."""
+    from spacelm.errors import decode_error
     from spacelm.scene.language import parse_layout
     from spacelm.scene.quantize import Quantizer
 
     quantizer = Quantizer(bins) if bins else None
     failed = 0
     for path in files:
-        result = parse_layout(path.read_text(encoding="utf-8"), quantizer, source=str(path))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise decode_error(path, e) from None
+        result = parse_layout(text, quantizer, source=str(path))
         layout = result.layout
         summary = (f"{len(layout.walls)} walls, {len(layout.doors)} doors, {len(layout.windows)} windows, "
                    f"{len(layout.boxes)} boxes")
@@ -224,10 +244,11 @@ def data_finalize(
 
 @app.command("predict")
 def predict_command(
-    model: Annotated[Path, typer.Option(help="A trained model folder (save_pretrained output).")],
+    model: Annotated[Path, typer.Option(help="A trained model folder (save_pretrained output), or a SpatialLM "
+                                        "checkpoint folder (spatiallm_qwen / spatiallm_llama) as it is.")],
     input: Annotated[Path, typer.Option(help="A point cloud (.ply/.npy/.bin) or a folder of them.")],
     output: Annotated[Path, typer.Option(help="Folder for <name>.txt layouts (metric, input frame).")],
-    task: Annotated[str, typer.Option(help="all, arch (walls, doors, windows) or object (boxes).")] = "all",
+    task: Annotated[Literal[TASKS], typer.Option(help="all, arch (walls, doors, windows) or object (boxes).")] = "all",
     categories: Annotated[Optional[list[str]], typer.Option(help="Detect only these box classes (repeatable).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Clouds per generate call.")] = 1,
@@ -236,6 +257,7 @@ def predict_command(
     max_new_tokens: Annotated[int, typer.Option(help="Generation budget per cloud.")] = 4096,
     cleanup: Annotated[bool, typer.Option(help="SpatialLM's voxel down-sample + outlier removal first.")] = True,
     overwrite: Annotated[bool, typer.Option(help="Redo inputs whose output exists (default: resume).")] = False,
+    save_raw: Annotated[bool, typer.Option(help="Also write the generated text to <name>.raw.txt.")] = False,
 ) -> None:
     """Predict layouts from point clouds with a trained model (SpatialLM's sampling by default)."""
     from spacelm.predict import PredictConfig, find_inputs, predict_files
@@ -243,16 +265,18 @@ def predict_command(
     config = PredictConfig(task=task, categories=tuple(categories or ()), cleanup=cleanup,
                            do_sample=not greedy, max_new_tokens=max_new_tokens)
     summary = predict_files(model, find_inputs(input), output, config, device=device,
-                            batch_size=batch_size, seed=seed, overwrite=overwrite,
+                            batch_size=batch_size, seed=seed, overwrite=overwrite, save_raw=save_raw,
                             report=lambda text: err_console.print(f"[yellow]warning:[/yellow] {escape(text)}",
                                                                   soft_wrap=True))
     console.print(f"{output}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary.items()))
+    if summary["failed"]:
+        raise typer.Exit(code=1)
 
 
 @app.command("train")
 def train_command(
     config: Annotated[Path, typer.Argument(help="YAML run config (see configs/).", exists=True, dir_okay=False)],
-    stage: Annotated[str, typer.Option(help="1 (encoder, LM frozen), 2 (everything) or both.")] = "both",
+    stage: Annotated[Literal[STAGES], typer.Option(help="1 (encoder, LM frozen), 2 (everything) or both.")] = "both",
     output_dir: Annotated[Optional[Path], typer.Option(help="Override the config's output_dir.")] = None,
 ) -> None:
     """Train a SpatialLM model in two stages (resumes from the last checkpoint). For several GPUs or
@@ -305,7 +329,8 @@ def arrange_generate(
     n: Annotated[int, typer.Option(help="Number of tasks.")],
     output: Annotated[Path, typer.Option(help="Tasks JSONL; reference solutions go to <stem>.reference.jsonl.")],
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    split: Annotated[str, typer.Option(help="train or test (a hash of each task decides; never overlapping).")] = "train",
+    split: Annotated[Literal[SPLITS], typer.Option(
+        help="train or test (a hash of each task decides; never overlapping).")] = "train",
 ) -> None:
     """Generate solvable arrangement tasks from room templates, with reference solutions."""
     from spacelm.arrange.generate import generate_tasks, save_generated
@@ -354,10 +379,13 @@ def arrange_eval(
     judge_base_url: Annotated[Optional[str], typer.Option(help="Judge endpoint, e.g. a local vLLM server.")] = None,
     judge_cache: Annotated[Optional[Path], typer.Option(help="Cache judge answers here.")] = None,
     judge_concurrency: Annotated[int, typer.Option(help="Judge requests in flight at once.")] = 4,
-    judge_render: Annotated[str, typer.Option(help="Renderer for the judge: builtin, or blender "
+    judge_render: Annotated[Literal[RENDER_BACKENDS], typer.Option(help="Renderer for the judge: builtin, or blender "
                                                    "(after `make blender`).")] = "builtin",
     per_task: Annotated[bool, typer.Option(help="Also print one row per task.")] = False,
     output: Annotated[Optional[Path], typer.Option(help="Write the figures to this JSON file.")] = None,
+    fixed_rotation: Annotated[bool, typer.Option(help="Rotation is fixed by the scene graph: answers "
+                                                     "give x, y, z only (MetaSpatial's own), a missing "
+                                                     "rotation is the object's reference one.")] = False,
 ) -> None:
     """MetaSpatial's table (format, judge, collision, constraint, overall) plus bounds/floating/relations."""
     import json
@@ -372,7 +400,8 @@ def arrange_eval(
 
         the_judge = Judge(JudgeConfig(model=judge_model, base_url=judge_base_url,
                                       cache_dir=str(judge_cache) if judge_cache else None,
-                                      max_concurrency=judge_concurrency, render_backend=judge_render))
+                                      max_concurrency=judge_concurrency, render_backend=judge_render),
+                          require_rotation=not fixed_rotation)
     if (completions is None) == (model is None):
         raise ValueError("give exactly one of --completions FILE (score them) and --model DIR (generate)")
     task_list = read_tasks(tasks)
@@ -385,11 +414,60 @@ def arrange_eval(
             console.print(f"wrote {len(records)} completions to {save_completions}")
     else:
         records = read_completions(completions)
-    result = evaluate_completions(task_list, records, judge=the_judge)
+    result = evaluate_completions(task_list, records, judge=the_judge,
+                                  require_rotation=not fixed_rotation)
     print_table(result, per_task=per_task, console=console)
     if output is not None:
         atomic_write_text(output, json.dumps(result.to_dict(), indent=2) + "\n")
         console.print(f"wrote {output}")
+
+
+@arrange_app.command("sft")
+def arrange_sft(
+    config: Annotated[Path, typer.Option(help="Run YAML: sections 'arrange' and 'sft' (TRL's SFTConfig).",
+                                         exists=True, dir_okay=False)],
+    model: Annotated[Optional[str], typer.Option(help="Override arrange.model: the policy to fine-tune.")] = None,
+    output_dir: Annotated[Optional[Path], typer.Option(help="Override sft.output_dir.")] = None,
+    resume: Annotated[bool, typer.Option(help="Resume from the newest checkpoint in the output folder.")] = True,
+) -> None:
+    """Supervised baseline: fine-tune a policy on reference solutions (optionally jittered)."""
+    from spacelm.arrange.run import run_sft
+
+    folder = run_sft(config, model=model, output_dir=output_dir, resume=resume, console=console)
+    console.print(f"SFT policy saved to {folder}")
+
+
+@arrange_app.command("train")
+def arrange_train(
+    config: Annotated[Path, typer.Option(help="Run YAML: sections 'arrange' and 'grpo' (TRL's GRPOConfig).",
+                                         exists=True, dir_okay=False)],
+    model: Annotated[Optional[str], typer.Option(help="Override arrange.model: the policy to start from.")] = None,
+    output_dir: Annotated[Optional[Path], typer.Option(help="Override grpo.output_dir.")] = None,
+    resume: Annotated[bool, typer.Option(help="Resume from the newest checkpoint in the output folder.")] = True,
+) -> None:
+    """GRPO on format and physics rewards (optional judge), single- or multi-turn; runs under accelerate launch."""
+    from spacelm.arrange.run import run_grpo
+
+    folder = run_grpo(config, model=model, output_dir=output_dir, resume=resume, console=console)
+    console.print(f"GRPO policy saved to {folder}")
+
+
+@arrange_app.command("demo")
+def arrange_demo(
+    output: Annotated[Path, typer.Option(help="Output folder.")] = Path("out/arrange_demo"),
+    minutes: Annotated[float, typer.Option(help="Wall-clock budget for the whole demo.")] = 30.0,
+    train_tasks: Annotated[int, typer.Option(help="Generated training tasks.")] = 2000,
+    test_tasks: Annotated[int, typer.Option(help="Generated held-out tasks.")] = 100,
+    multiturn: Annotated[bool, typer.Option(help="Also train GRPO with 2-turn refinement from the SFT start.")
+                         ] = False,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Delete OUTPUT first if it is not empty.")] = False,
+) -> None:
+    """SFT then GRPO of a tiny policy on this CPU; scores base, SFT and GRPO on held-out tasks."""
+    from spacelm.arrange_demo import run_demo
+
+    run_demo(output, minutes=minutes, train_tasks=train_tasks, test_tasks=test_tasks, multiturn=multiturn,
+             seed=seed, overwrite=overwrite, console=console)
 
 
 def _generate_arrange(model: Path, tasks, samples: int, temperature: float, max_new_tokens: int):
@@ -405,12 +483,18 @@ def _generate_arrange(model: Path, tasks, samples: int, temperature: float, max_
 
 
 # Errors that mean "your input is wrong": shown as one line naming the file/field, exit code 2.
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
+# SpacelmError is what spacelm's readers raise; plain ValueError stays because argument checks
+# (here and in libraries) raise it. Anything else is a bug and shows its traceback.
+USER_ERRORS = (SpacelmError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
+               IsADirectoryError, PermissionError)
 
 
 def main() -> None:
+    """The ``spacelm`` entry point; ``--debug`` or ``SPACELM_DEBUG=1`` re-raises input errors too."""
     try:
         app()
     except USER_ERRORS as e:
+        if os.environ.get("SPACELM_DEBUG") == "1":
+            raise
         err_console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
         raise SystemExit(2) from None

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import threading
+import time
 import traceback
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -116,7 +118,7 @@ def _map(work, jobs: list[tuple[str, object]], workers: int):
         for key, arg in jobs:
             yield (key, *work(arg))
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
         waiting, queue = {}, list(reversed(jobs))
         while queue or waiting:
             while queue and len(waiting) < 2 * workers:  # bounded, so huge runs don't queue everything
@@ -125,6 +127,29 @@ def _map(work, jobs: list[tuple[str, object]], workers: int):
             finished, _ = wait(waiting, return_when=FIRST_COMPLETED)
             for future in finished:
                 yield (waiting.pop(future), *future.result())
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Worker initialiser: exit as soon as the main process is gone (killed), instead of finishing
+    rooms nobody will record. A forked worker is re-parented when its parent dies, so ``getppid``
+    changes; a forkserver's worker may keep its parent, so the main pid is also checked."""
+    own_parent = os.getppid()
+
+    def main_alive() -> bool:
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # a pid that exists, owned by someone else: not ours to judge
+            return True
+        return True
+
+    def watch() -> None:
+        while os.getppid() == own_parent and main_alive():
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
 def _convert_scene(source: str, input_dir: str, output_dir: str, label_set: str, apply_filters: bool,

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from spacelm.errors import SpacelmError
 from spacelm.scene.categories import label_mapping, nyu40_name
 from spacelm.scene.entities import Box, Door, Wall, Window
 from spacelm.scene.layout import Layout
@@ -31,7 +32,7 @@ UNKNOWN_NYU40 = frozenset({0, 38, 40})
 LABEL_SETS = ("nyu40", "spatiallm59")
 
 
-class ConversionError(ValueError):
+class ConversionError(SpacelmError, ValueError):
     """A source file is missing or malformed; the message names the file and the problem."""
 
 

@@ -17,6 +17,11 @@ plus our bookkeeping, one JSON object per line, appended by one process:
 
 Sharded runs (``--shard I/N`` on several machines) write ``manifest.I-of-N.jsonl`` etc., so no two
 writers share a file; ``finalize`` reads them all.
+
+A run killed at any point and rerun ends with the files an uninterrupted run writes (byte for byte
+with one worker; several append rows in the order scenes finish): the writer drops the manifest rows
+of a scene whose ``scenes.jsonl`` line never landed, so no row is doubled, and removes the hidden
+``.<name>.<random>.tmp`` files that killed atomic writes leave behind.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import io
 import json
 import os
 import re
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -38,6 +44,8 @@ from spacelm.scene.language import format_layout, task_instruction
 POINT_CLOUD_PLACEHOLDER = "<point_cloud>"
 LAYOUT_START, LAYOUT_END = "<|layout_s|>", "<|layout_e|>"
 SPLITS = ("train", "val")
+# Sharded writers share the folders: another machine's temp file is only stale once this old.
+SHARED_TEMP_AGE_S = 3600.0
 
 
 class DatasetWriter:
@@ -51,8 +59,11 @@ class DatasetWriter:
         self.errors_path = self.root / f"errors{suffix}.jsonl"
         for sub in ("pcd", "layout"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+            remove_stale_temp_files(self.root / sub, older_than_s=SHARED_TEMP_AGE_S if shard else 0.0)
+        remove_stale_temp_files(self.root, older_than_s=SHARED_TEMP_AGE_S if shard else 0.0)
         for path in (self.manifest_path, self.scenes_path, self.errors_path):
             _drop_partial_tail(path)
+        _drop_unrecorded_rows(self.manifest_path, self.scenes_path)
 
     def done_scenes(self) -> set[str]:
         """Scenes finished by any earlier run (or shard) into this folder."""
@@ -69,6 +80,21 @@ class DatasetWriter:
 
     def record_error(self, scene_key: str, error: str) -> None:
         _append_jsonl(self.errors_path, [{"scene_key": scene_key, "error": error}])
+
+
+def remove_stale_temp_files(folder: str | os.PathLike, pattern: str = ".*.tmp", *,
+                            older_than_s: float = 0.0) -> int:
+    """Delete the hidden temp files (``.<name>.<random>.tmp``) that a killed atomic write left in
+    ``folder``; only those untouched for ``older_than_s`` seconds. Returns how many went."""
+    removed, now = 0, time.time()
+    for path in Path(folder).glob(pattern):
+        try:
+            if now - path.stat().st_mtime >= older_than_s:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:  # its writer finished (or another sweep took it) meanwhile
+            pass
+    return removed
 
 
 def write_sample(root: str | os.PathLike, sample: RoomSample) -> dict:
@@ -189,6 +215,26 @@ def _read_jsonl_glob(root: Path, pattern: str):
                     yield json.loads(line)
                 except json.JSONDecodeError as e:
                     raise ValueError(f"{path}:{number}: not a JSON line ({e.msg})") from None
+
+
+def _drop_unrecorded_rows(manifest: Path, scenes: Path) -> None:
+    """Cut manifest rows past those of the scenes marked done: a kill between ``record_scene``'s two
+    appends leaves them, and the scene is converted again, so keeping them would double its rows.
+
+    Rows are appended scene by scene, so the unrecorded ones are the last lines. A manifest whose
+    recorded rows already repeat an id (written before this check existed) is left alone.
+    """
+    if not manifest.is_file():
+        return
+    recorded = sum(row["samples"] for row in _read_jsonl_glob(scenes.parent, scenes.name))
+    data = manifest.read_bytes()
+    lines = data.split(b"\n")[:-1]  # whole lines: the partial tail is already gone
+    if len(lines) <= recorded:
+        return
+    ids = [json.loads(line)["id"] for line in lines[:recorded]]
+    if len(set(ids)) == len(ids):
+        with manifest.open("r+b") as f:
+            f.truncate(sum(len(line) + 1 for line in lines[:recorded]))
 
 
 def _drop_partial_tail(path: Path) -> None:

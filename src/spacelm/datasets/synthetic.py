@@ -54,6 +54,8 @@ from spacelm.scene.entities import Box, Door, Wall, Window
 from spacelm.scene.layout import Layout
 
 FLOOR, CEILING, WALL_BASE, WINDOW_BASE, BOX_BASE = 0, 1, 100, 200, 1000
+# Every box label the generator can draw, sorted: the words a tiny tokenizer for its rooms must know.
+BOX_LABELS: tuple[str, ...] = tuple(sorted(CATALOGUE))
 
 # (origin corner signs, u axis, v axis) of the five visible faces of a box, in the box frame; the last
 # one is the back (own -y) face, hidden when the box stands against a wall.

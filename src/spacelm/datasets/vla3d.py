@@ -36,7 +36,6 @@ Choices, and why:
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 from pathlib import Path
@@ -53,6 +52,7 @@ from spacelm.datasets.rooms import (
 from spacelm.points.ply import PointFileError, read_ply
 from spacelm.scene.categories import normalize_label
 from spacelm.scene.entities import Box
+from spacelm.scene.table import TableError, read_rows
 
 SOURCE = "vla3d"
 # Metres a point may lie outside its region's box and still belong to it (scan noise, wall thickness).
@@ -149,32 +149,12 @@ def _read_objects(path: Path, region_ids: set[int]) -> list[tuple[int, LabelledB
 
 
 def _read_csv(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
-    """(line number, {column: cell}) per non-blank row; every required cell must be present.
-
-    Rows may be shorter than the header (VLA-3D leaves out unused colour columns), so only the
-    required columns are checked.
-    """
+    """(line number, {column: cell}) per non-blank row (``spacelm.scene.table.read_rows``)."""
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
-            reader = csv.reader(f)
-            header = [h.strip() for h in next(reader, [])]
-            missing = [c for c in columns if c not in header]
-            if missing:
-                raise ConversionError(f"{path}: missing column(s) {', '.join(map(repr, missing))}; "
-                                      f"the header has {', '.join(map(repr, header)) or 'nothing'}")
-            rows = []
-            for cells in reader:
-                if not any(c.strip() for c in cells):
-                    continue
-                row = dict(zip(header, (c.strip() for c in cells)))
-                absent = [c for c in columns if c not in row]
-                if absent:
-                    raise ConversionError(f"{path}, line {reader.line_num}: {len(cells)} fields, "
-                                          f"no value for {', '.join(map(repr, absent))}")
-                rows.append((reader.line_num, row))
-            return rows
-    except csv.Error as err:
-        raise ConversionError(f"{path}: malformed CSV: {err}") from None
+            return read_rows(f, str(path), columns, cells_required=True)
+    except TableError as err:
+        raise ConversionError(str(err)) from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConversionError(f"{path}: cannot read: {getattr(err, 'strerror', None) or err}") from None
 

@@ -22,8 +22,12 @@ from transformers import AutoConfig, PreTrainedConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from spacelm.model.point_encoder import PointEncoderConfig
+from spacelm.model.sonata import SonataConfig
 
 PROJECTORS = ("linear", "mlp")
+# point_backbone -> the dataclass its point_config holds: SceneScript's sparse ResNet (SpatialLM 1.0) or
+# Sonata (SpatialLM 1.1).
+POINT_BACKBONES = {"scenescript": PointEncoderConfig, "sonata": SonataConfig}
 DEFAULT_TEXT_MODEL_TYPE = "qwen2"
 
 
@@ -31,8 +35,9 @@ class SpatialLMConfig(PreTrainedConfig):
     """Configuration of ``SpatialLMForCausalLM``.
 
     ``text_config``: a causal-LM config or its dict (``model_type`` defaults to ``qwen2``).
-    ``point_config``: ``PointEncoderConfig`` fields as a dict (defaults: SpatialLM v1.0 encoder shape
-    at 1280 bins). ``projector``: ``"linear"`` (Linear(D, hidden), SpatialLM v1.0) or ``"mlp"``
+    ``point_backbone``: ``"scenescript"`` or ``"sonata"``. ``point_config``: that encoder's config fields
+    as a dict (``PointEncoderConfig`` / ``SonataConfig``; defaults: SpatialLM v1.0 encoder shape at 1280
+    bins). ``projector``: ``"linear"`` (Linear(D, hidden), SpatialLM v1.0) or ``"mlp"``
     (Linear(D, D) -> GELU -> Linear(D, hidden)); D is the encoder's ``embed_dim``.
     """
 
@@ -42,6 +47,7 @@ class SpatialLMConfig(PreTrainedConfig):
     sub_configs = {"text_config": AutoConfig}
 
     text_config: dict | PreTrainedConfig | None = None
+    point_backbone: str = "scenescript"
     point_config: dict | None = None
     projector: str = "linear"
     point_start_token_id: int | None = None
@@ -56,15 +62,23 @@ class SpatialLMConfig(PreTrainedConfig):
             model_type = text.pop("model_type", DEFAULT_TEXT_MODEL_TYPE)
             self.text_config = CONFIG_MAPPING[model_type](**text)
         # Round-trip through the dataclass: fills defaults and rejects unknown keys or a bad backend.
-        self.point_config = PointEncoderConfig.from_dict(self.point_config or {}).to_dict()
+        if self.point_backbone not in POINT_BACKBONES:
+            raise ValueError(f"point_backbone must be one of {tuple(POINT_BACKBONES)}, got {self.point_backbone!r}")
+        self.point_config = POINT_BACKBONES[self.point_backbone].from_dict(self.point_config or {}).to_dict()
         if self.projector not in PROJECTORS:
             raise ValueError(f"projector must be one of {PROJECTORS}, got {self.projector!r}")
         super().__post_init__(**kwargs)
 
     @property
-    def point_encoder_config(self) -> PointEncoderConfig:
+    def point_encoder_config(self) -> PointEncoderConfig | SonataConfig:
         """``point_config`` as the encoder's dataclass."""
-        return PointEncoderConfig.from_dict(self.point_config)
+        return POINT_BACKBONES[self.point_backbone].from_dict(self.point_config)
+
+    @property
+    def point_token_ids(self) -> list[int]:
+        """Ids of ``<|point_start|>``, ``<|point_pad|>`` and ``<|point_end|>`` (those that are set)."""
+        ids = (self.point_start_token_id, self.point_token_id, self.point_end_token_id)
+        return [i for i in ids if i is not None]
 
     @property
     def num_bins(self) -> int:

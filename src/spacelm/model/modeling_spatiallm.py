@@ -29,14 +29,16 @@ from transformers import (
     PreTrainedModel,
 )
 
-from spacelm.model.configuration_spatiallm import SpatialLMConfig
+from spacelm.model.configuration_spatiallm import PROJECTORS, SpatialLMConfig
 from spacelm.model.point_encoder import PointEncoder
-
-POINT_START_TOKEN = "<|point_start|>"
-POINT_PAD_TOKEN = "<|point_pad|>"
-POINT_END_TOKEN = "<|point_end|>"
-POINT_TOKENS = (POINT_START_TOKEN, POINT_PAD_TOKEN, POINT_END_TOKEN)
-POINT_INPUTS = ("point_coords", "point_features", "point_batch")
+from spacelm.model.point_tokens import (  # noqa: F401  (POINT_*_TOKEN re-exported for callers)
+    POINT_END_TOKEN,
+    POINT_INPUTS,
+    POINT_PAD_TOKEN,
+    POINT_START_TOKEN,
+    POINT_TOKENS,
+)
+from spacelm.model.sonata import Sonata
 
 
 def build_projector(kind: str, in_dim: int, hidden_size: int) -> nn.Module:
@@ -46,7 +48,7 @@ def build_projector(kind: str, in_dim: int, hidden_size: int) -> nn.Module:
         return nn.Linear(in_dim, hidden_size)
     if kind == "mlp":
         return nn.Sequential(nn.Linear(in_dim, in_dim), nn.GELU(), nn.Linear(in_dim, hidden_size))
-    raise ValueError(f"projector must be 'linear' or 'mlp', got {kind!r}")
+    raise ValueError(f"projector must be one of {PROJECTORS}, got {kind!r}")
 
 
 class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
@@ -83,7 +85,8 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
         super().__init__(config)
         encoder_config = config.point_encoder_config
         # Built float32 whatever the default dtype (from_config(dtype=bf16) sets it while we are built).
-        self.point_encoder = PointEncoder(encoder_config).float()
+        encoder_class = Sonata if config.point_backbone == "sonata" else PointEncoder
+        self.point_encoder = encoder_class(encoder_config).float()
         self.projector = build_projector(config.projector, encoder_config.embed_dim,
                                          config.text_config.hidden_size)
         if language_model is None:
@@ -248,13 +251,15 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
 
     @classmethod
     def from_base_lm(cls, name_or_path: str, *, point_config: dict | None = None, projector: str = "linear",
+                     point_backbone: str = "scenescript",
                      dtype: torch.dtype | str | None = None, processor_kwargs: dict | None = None,
                      **lm_kwargs):
         """A fresh SpatialLM around a pretrained causal LM: ``(model, processor)``.
 
         Loads the LM and its tokenizer, adds ``<|point_start|>``, ``<|point_pad|>``, ``<|point_end|>`` as
         special tokens (growing the embeddings only if the vocabulary has no spare rows: Qwen2.5's does),
-        and builds a new float32 encoder and a projector in the LM's dtype. ``dtype=None`` keeps the
+        and builds a new float32 encoder (``point_backbone`` ``"scenescript"`` or ``"sonata"``) and a
+        projector in the LM's dtype. ``dtype=None`` keeps the
         checkpoint's dtype (transformers' ``"auto"``: bf16 for Qwen2.5). ``lm_kwargs`` go to
         ``AutoModelForCausalLM.from_pretrained``; ``processor_kwargs`` to ``SpatialLMProcessor`` (e.g.
         ``{"system_prompt": None}`` for SpatialLM's Llama variant, which has no system turn).
@@ -271,6 +276,7 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
         point_start, point_pad, point_end = tokenizer.convert_tokens_to_ids(list(POINT_TOKENS))
         config = SpatialLMConfig(
             text_config=language_model.config,
+            point_backbone=point_backbone,
             point_config=point_config,
             projector=projector,
             point_start_token_id=point_start,

@@ -119,6 +119,9 @@ def count_tokens(coords: Tensor | np.ndarray, token_stride: int = 16) -> Tensor:
     # One int64 key per cell: unique on a vector is ~10x faster than torch.unique(dim=0) on CPU.
     cells[:, 1:] -= cells[:, 1:].amin(0)
     side = int(cells[:, 1:].max()) + 1
+    if (int(cells[:, 0].max()) + 1) * side**3 >= 2**63:  # the int64 keys below would overflow
+        raise ValueError(f"coords span {side} token cells per axis, too many to count; "
+                         "the cloud is far larger than the voxel grid")
     keys = ((cells[:, 0] * side + cells[:, 1]) * side + cells[:, 2]) * side + cells[:, 3]
     occupied = torch.unique(keys) // side**3  # batch index of each occupied cell
     return torch.bincount(occupied, minlength=int(coords[:, 0].max()) + 1)
@@ -215,18 +218,30 @@ class PointEncoder(nn.Module):
         return PointEncoderOutput(tokens, out.coords, counts)
 
     def _check_inputs(self, coords: Tensor, features: Tensor) -> None:
-        cfg = self.config
-        if coords.ndim != 2 or coords.shape[1] != 4 or coords.dtype != torch.int64:
-            raise ValueError(f"coords must be (N, 4) int64, got {tuple(coords.shape)} {coords.dtype}")
-        if coords.shape[0] == 0:
-            raise ValueError("empty point cloud: coords has no rows")
-        if features.shape != (coords.shape[0], cfg.input_channels):
-            expected = (coords.shape[0], cfg.input_channels)
-            raise ValueError(f"features must be {expected}, got {tuple(features.shape)}")
-        if coords.min() < 0 or coords[:, 1:].max() >= cfg.num_bins:
-            raise ValueError(f"coords must be non-negative with x, y, z < num_bins={cfg.num_bins}")
+        check_point_inputs(coords, features, self.config.input_channels, self.config.num_bins)
         if self.input_proj.weight.dtype != torch.float32:
             raise TypeError(
                 f"PointEncoder parameters are {self.input_proj.weight.dtype}; keep the encoder in float32 "
                 "(transformers: list it in _keep_in_fp32_modules)"
             )
+
+
+def check_point_inputs(coords: Tensor, features: Tensor, channels: int, num_bins: int) -> None:
+    """The input checks every point encoder makes: ``(N, 4)`` int64 ``(batch, x, y, z)`` voxel
+    coordinates inside the grid, one row per voxel, and ``(N, channels)`` features."""
+    if coords.ndim != 2 or coords.shape[1] != 4 or coords.dtype != torch.int64:
+        raise ValueError(f"coords must be (N, 4) int64, got {tuple(coords.shape)} {coords.dtype}")
+    if coords.shape[0] == 0:
+        raise ValueError("empty point cloud: coords has no rows")
+    if features.shape != (coords.shape[0], channels):
+        raise ValueError(f"features must be {(coords.shape[0], channels)}, got {tuple(features.shape)}")
+    if coords.min() < 0 or coords[:, 1:].max() >= num_bins:
+        raise ValueError(f"coords must be non-negative with x, y, z < num_bins={num_bins}")
+    # The kernel map's lookup keeps one row per voxel and the down-conv one child per slot, so a
+    # second row on a voxel would silently get no neighbours and be dropped from its parent.
+    nb = num_bins
+    keys = ((coords[:, 0] * nb + coords[:, 1]) * nb + coords[:, 2]) * nb + coords[:, 3]  # (N,)
+    unique = torch.unique(keys)
+    if len(unique) != len(keys):
+        raise ValueError(f"coords has {len(keys) - len(unique)} duplicate voxel rows; the encoder "
+                         "needs one row per voxel (grid_sample the cloud first)")

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer
 
-from spacelm.model.modeling_spatiallm import (
+from spacelm.model.point_tokens import (
     POINT_END_TOKEN,
     POINT_PAD_TOKEN,
     POINT_START_TOKEN,

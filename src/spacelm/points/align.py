@@ -52,7 +52,10 @@ def check_alignment(xyz: np.ndarray, *, seed: int = 0) -> list[str]:
     heights = xyz @ up
     height = float(np.percentile(heights, 99) - np.percentile(heights, 1))
     low, high = ROOM_HEIGHT_RANGE
-    if not low <= height <= high:
+    if height == 0:  # a floor-only scan, or every point at one height
+        problems.append("the scan has no height (its points lie in one horizontal plane): "
+                        "SpatialLM needs walls to predict a layout")
+    elif not low <= height <= high:
         problems.append(f"floor-to-ceiling height is about {height:.3g}, outside {low}-{high} m: "
                         f"the scan may not be in metres (scale it by about {2.7 / height:.3g} "
                         "if the room is 2.7 m high)")

@@ -4,10 +4,10 @@ Every scalar vertex property that is not xyz, colour or a normal is kept in ``Po
 so a read/write round trip loses nothing.
 
 The PLY reader parses the header itself and loads the vertex element with one numpy call: binary
-data is a single ``np.fromfile`` with a structured dtype, ASCII is one ``np.loadtxt``. plyfile is
-used only for files the fast path cannot address (list properties in or before the vertex element);
-we do not use it everywhere because its ASCII reader is ~17x slower than ``np.loadtxt`` and it
-parses every face of a mesh in a Python loop, even when only the vertices are wanted.
+data is a single ``np.fromfile`` with a structured dtype, ASCII is one ``np.loadtxt``. Rows with list
+properties (meshes) go through ``ply_lists``, also vectorised where the rows allow; plyfile's readers
+loop in Python over every value, and elements after the vertices (mesh faces) are never read. Declared
+row counts are checked against the file size before anything is allocated for them.
 
 Every error names the file and says what is wrong with it (``PointFileError``, a ``ValueError``).
 """
@@ -22,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from spacelm.errors import SpacelmError
 from spacelm.points.cloud import PointCloud, rgb_to_uint8
+from spacelm.points.ply_lists import Property, read_ascii_rows, read_binary_rows
 
 # PLY scalar type names (classic and sized spellings) -> numpy dtype codes.
 _PLY_TO_NUMPY = {
@@ -39,6 +41,7 @@ _COLOR_NAMES = (("red", "green", "blue"), ("r", "g", "b"),
                 ("diffuse_red", "diffuse_green", "diffuse_blue"))
 _NORMAL_NAMES = ("nx", "ny", "nz")
 _MAX_HEADER_LINES = 10_000
+_MAX_COUNT_DIGITS = 100  # keeps int() far from its 4300-digit limit; the file size check does the rest
 
 
 @dataclass
@@ -47,14 +50,30 @@ class _Element:
 
     name: str
     count: int
-    props: list[tuple[str, str]] = field(default_factory=list)  # (name, numpy code) of scalars
-    has_list: bool = False  # a list property (mesh faces): rows have no fixed size
+    # In header order: (name, numpy code, None) for a scalar, (name, length code, item code) for a
+    # list (mesh faces), which makes row sizes depend on the data.
+    properties: list[Property] = field(default_factory=list)
+
+    @property
+    def props(self) -> list[tuple[str, str]]:
+        """(name, numpy code) of the scalar properties."""
+        return [(name, code) for name, code, item in self.properties if item is None]
+
+    @property
+    def has_list(self) -> bool:
+        return len(self.props) < len(self.properties)
+
+    def min_row_bytes(self, encoding: str) -> int:
+        """The fewest bytes one row can take: a lower bound that caps a declared count by the file size."""
+        if encoding == "ascii":  # each value is at least one character plus a separator
+            return 2 * len(self.properties) if self.properties else 1
+        return sum(np.dtype(code).itemsize for _, code, _ in self.properties)  # empty lists
 
     def dtype(self, byte_order: str = "=") -> np.dtype:
         return np.dtype([(name, byte_order + code) for name, code in self.props])
 
 
-class PointFileError(ValueError):
+class PointFileError(SpacelmError, ValueError):
     """A point file is malformed or holds unusable points; the message names the file."""
 
 
@@ -125,10 +144,20 @@ def read_ply(path: str | os.PathLike, *, drop_invalid: bool = False) -> PointClo
     if "vertex" not in names:
         raise PointFileError(f"{path}: no 'vertex' element in the header (found {names})")
     before, vertex = elements[:names.index("vertex")], elements[names.index("vertex")]
-    if vertex.has_list or (encoding != "ascii" and any(e.has_list for e in before)):
-        data = _read_vertex_with_plyfile(path)  # row sizes vary: no fixed offset to seek to
-    elif encoding == "ascii":  # one line per row, whatever the element
+    missing = [axis for axis in "xyz" if axis not in dict(vertex.props)]
+    if missing:
+        raise PointFileError(f"{path}: vertex element has no {'/'.join(missing)} property "
+                             f"(properties: {', '.join(name for name, _ in vertex.props)})")
+    if vertex.count == 0:
+        raise PointFileError(f"{path}: empty point cloud (0 points)")
+    size = os.path.getsize(path)
+    # Elements after the vertices are never read. The binary reader checks the vertex count itself,
+    # saying how many whole vertices there are.
+    _check_counts_fit(path, before + [vertex] if encoding == "ascii" else before, encoding, size - data_start)
+    if encoding == "ascii":  # one line per row, whatever the element
         data = _read_ascii_vertex(path, vertex, header_lines + sum(e.count for e in before))
+    elif vertex.has_list or any(e.has_list for e in before):  # row sizes depend on the data
+        data = _read_binary_with_lists(path, before, vertex, data_start, ENCODINGS[encoding])
     else:
         offset = data_start + sum(e.count * e.dtype().itemsize for e in before)
         data = _read_binary_vertex(path, vertex, offset, ENCODINGS[encoding])
@@ -163,20 +192,60 @@ def _parse_header(f, path: Path) -> tuple[str, list[_Element], int]:
         if words[0] == "format" and len(words) == 3 and words[1] in ENCODINGS:
             encoding = words[1]
         elif words[0] == "element" and len(words) == 3 and words[2].isdigit():
+            if len(words[2]) > _MAX_COUNT_DIGITS:
+                raise fail(f"line {number}: element {words[1]!r} declares a {len(words[2])}-digit count")
+            if words[1] in (e.name for e in elements):
+                raise fail(f"line {number}: element {words[1]!r} declared twice")
             elements.append(_Element(words[1], int(words[2])))
-        elif words[0] == "property" and elements and len(words) == 5 and words[1] == "list":
-            elements[-1].has_list = True
-        elif words[0] == "property" and elements and len(words) == 3:
-            if words[1] not in _PLY_TO_NUMPY:
-                raise fail(f"line {number}: unknown property type {words[1]!r}")
-            elements[-1].props.append((words[2], _PLY_TO_NUMPY[words[1]]))
+            property_names: set[str] = set()
+        elif words[0] == "property" and elements and len(words) in (3, 5):
+            if words[-1] in property_names:
+                raise fail(f"line {number}: property {words[-1]!r} of element "
+                           f"{elements[-1].name!r} declared twice")
+            property_names.add(words[-1])
+            is_list = len(words) == 5
+            if is_list and words[1] != "list":
+                raise fail(f"line {number} not understood: {raw.decode('ascii').strip()!r}")
+            types = words[2:4] if is_list else words[1:2]
+            unknown = [t for t in types if t not in _PLY_TO_NUMPY]
+            if unknown:
+                raise fail(f"line {number}: unknown property type {unknown[0]!r}")
+            codes = [_PLY_TO_NUMPY[t] for t in types]
+            elements[-1].properties.append((words[-1], codes[0], codes[1] if is_list else None))
         else:
             raise fail(f"line {number} not understood: {raw.decode('ascii').strip()!r}")
     raise fail(f"no 'end_header' in the first {_MAX_HEADER_LINES} lines")
 
 
-def _read_binary_vertex(path: Path, vertex: _Element, offset: int,
-                        byte_order: str) -> np.ndarray:
+def _check_counts_fit(path: Path, elements: list[_Element], encoding: str, available: int) -> None:
+    """Refuse declared row counts the data cannot hold, before anything is allocated for them."""
+    needed = 0
+    for element in elements:
+        needed += element.count * element.min_row_bytes(encoding)
+        if needed > available + 1:  # + 1: the last ASCII row may lack its newline
+            raise PointFileError(
+                f"{path}: truncated or bad header: element {element.name!r} declares {element.count} "
+                f"rows, which with the elements before it need at least {needed} bytes, but only "
+                f"{available} bytes of data follow the header")
+
+
+def _read_binary_with_lists(path: Path, before: list[_Element], vertex: _Element, data_start: int,
+                            byte_order: str) -> np.ndarray:
+    """The vertex rows when lists, in or before the vertex element, make row sizes vary."""
+    with open(path, "rb") as f:
+        f.seek(data_start)
+        data = memoryview(f.read())  # slices below share it
+    at = 0
+    for element in before + [vertex]:
+        try:
+            rows, used = read_binary_rows(data[at:], element.properties, element.count, byte_order)
+        except ValueError as err:
+            raise PointFileError(f"{path}: element {element.name!r}: {err}") from None
+        at += used
+    return rows
+
+
+def _read_binary_vertex(path: Path, vertex: _Element, offset: int, byte_order: str) -> np.ndarray:
     dtype, count = vertex.dtype(byte_order), vertex.count
     needed, available = count * dtype.itemsize, max(os.path.getsize(path) - offset, 0)
     if available < needed:
@@ -189,46 +258,54 @@ def _read_binary_vertex(path: Path, vertex: _Element, offset: int,
 
 def _read_ascii_vertex(path: Path, vertex: _Element, skip_lines: int) -> np.ndarray:
     count, props = vertex.count, vertex.props
+    # float64 holds every PLY scalar type exactly (up to 32-bit integers).
     try:
-        # float64 holds every PLY scalar type exactly (up to 32-bit integers).
-        values = np.loadtxt(path, dtype=np.float64, skiprows=skip_lines, max_rows=count,
-                            ndmin=2, comments=None, encoding="ascii")
+        if vertex.has_list:
+            with open(path, "rb") as f:  # blank lines skipped, as loadtxt does
+                lines = [line for line in f.read().split(b"\n")[skip_lines:] if line.strip()][:count]
+            values = read_ascii_rows(lines, vertex.properties, skip_lines + 1)
+        else:
+            values = np.loadtxt(path, dtype=np.float64, skiprows=skip_lines, max_rows=count,
+                                ndmin=2, comments=None, encoding="ascii")
     except ValueError as err:
         raise PointFileError(f"{path}: malformed ASCII vertex data: {err}") from None
     if len(values) < count:
         raise PointFileError(f"{path}: truncated: header declares {count} vertices, "
                              f"found {len(values)} rows")
-    if count and values.shape[1] != len(props):
+    if values.shape[1] != len(props):
         raise PointFileError(f"{path}: vertex rows have {values.shape[1]} values, "
                              f"the header declares {len(props)} properties")
     data = np.empty(count, dtype=vertex.dtype())
-    for column, (name, _) in enumerate(props):
-        data[name] = values[:, column]
+    for index, (name, code) in enumerate(props):
+        if np.dtype(code).kind in "iu":
+            where = f"{name!r}" if vertex.has_list else f"column {index + 1} ({name!r})"
+            _check_ascii_integers(path, values[:, index], np.dtype(code), where, skip_lines)
+        data[name] = values[:, index]
     return data
 
 
-def _read_vertex_with_plyfile(path: Path) -> np.ndarray:
-    import plyfile
-
-    try:
-        data = plyfile.PlyData.read(str(path))["vertex"].data
-    except plyfile.PlyParseError as err:
-        raise PointFileError(f"{path}: {err}") from None
-    scalars = [name for name in data.dtype.names if data.dtype[name].kind != "O"]
-    return data[scalars].astype([(n, data.dtype[n].newbyteorder("=")) for n in scalars])
+def _check_ascii_integers(path: Path, column: np.ndarray, dtype: np.dtype, where: str,
+                          skip_lines: int) -> None:
+    """An integer property must hold whole numbers in its type's range: casting would wrap or truncate."""
+    info = np.iinfo(dtype)
+    bad = ~((column >= info.min) & (column <= info.max) & (column == np.floor(column)))  # NaN is bad
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise PointFileError(
+            f"{path}: line {skip_lines + row + 1}, {where}: {column[row]:g} is not a whole number in "
+            f"{info.min}-{info.max} ({dtype.name}); {int(bad.sum())} of {len(column)} vertices have such values")
 
 
 def _cloud_from_vertex(data: np.ndarray, path: Path) -> PointCloud:
-    names = data.dtype.names
-    missing = [axis for axis in "xyz" if axis not in names]
-    if missing:
-        raise PointFileError(f"{path}: vertex element has no {'/'.join(missing)} property "
-                             f"(properties: {', '.join(names)})")
+    names = data.dtype.names  # x, y and z are among them: read_ply checked the header
     used = {"x", "y", "z"}
     rgb = normals = None
     color_names = next((c for c in _COLOR_NAMES if set(c) <= set(names)), None)
     if color_names:
-        rgb = rgb_to_uint8(np.stack([data[c] for c in color_names], axis=1))
+        try:
+            rgb = rgb_to_uint8(np.stack([data[c] for c in color_names], axis=1))
+        except ValueError as err:  # integer colours outside 0-255
+            raise PointFileError(f"{path}: properties {'/'.join(color_names)}: {err}") from None
         used.update(color_names)
     if set(_NORMAL_NAMES) <= set(names):
         normals = np.stack([data[c] for c in _NORMAL_NAMES], axis=1)

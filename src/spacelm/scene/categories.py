@@ -33,7 +33,6 @@ shower curtain, the other* classes and small objects.
 
 from __future__ import annotations
 
-import csv
 import functools
 import io
 import operator
@@ -41,6 +40,8 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib.resources import files
+
+from spacelm.scene.table import read_rows
 
 SETS = ("nyu40", "scannet18", "spatiallm59", "spatiallm20")
 MAPPINGS = (
@@ -173,7 +174,7 @@ def _data(filename: str) -> io.StringIO:
 
 
 def _builtin(filename: str, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
-    return _read_rows(_data(filename), filename, columns)
+    return read_rows(_data(filename), filename, columns, delimiter="\t")
 
 
 def _builtin_names(filename: str) -> tuple[str, ...]:
@@ -184,7 +185,7 @@ def _read_mapping(lines: Iterable[str], origin: str, source_column: str,
                   target_column: str) -> dict[str, str]:
     mapping: dict[str, str] = {}
     first_line: dict[str, int] = {}
-    for line, row in _read_rows(lines, origin, (source_column, target_column)):
+    for line, row in read_rows(lines, origin, (source_column, target_column), delimiter="\t"):
         source, target = normalize_label(row[source_column]), normalize_label(row[target_column])
         if not source or not target:
             continue
@@ -194,27 +195,3 @@ def _read_mapping(lines: Iterable[str], origin: str, source_column: str,
         mapping[source] = target
         first_line.setdefault(source, line)
     return mapping
-
-
-def _read_rows(lines: Iterable[str], origin: str,
-               columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
-    """(line number, {column: cell}) for each non-blank row; short rows are padded with ''."""
-    reader = csv.reader(lines, delimiter="\t")
-    header = next(reader, None)
-    if header is None:
-        raise ValueError(f"{origin}: empty file, expected a header with {', '.join(columns)}")
-    header = [h.strip() for h in header]
-    missing = [c for c in columns if c not in header]
-    if missing:
-        raise ValueError(f"{origin}, line {reader.line_num}: missing column(s) "
-                         f"{', '.join(map(repr, missing))}; the header has {', '.join(map(repr, header))}")
-    rows = []
-    for cells in reader:
-        if not any(c.strip() for c in cells):
-            continue
-        if len(cells) > len(header):
-            raise ValueError(f"{origin}, line {reader.line_num}: {len(cells)} tab-separated fields, "
-                             f"the header has {len(header)}")
-        cells += [""] * (len(header) - len(cells))
-        rows.append((reader.line_num, dict(zip(header, cells))))
-    return rows

@@ -13,17 +13,24 @@ The argument lists come from each entity's ``FIELDS`` table, so the grammar is d
 Parsing is lenient by default (model output): it never raises, drops bad lines and reports each as a
 ``Diagnostic`` with the line number, text and reason. ``strict=True`` (files) raises
 ``LayoutParseError`` carrying the same diagnostics. SpatialLM's parser silently skips bad lines and
-drops doors whose wall is unknown; ours says so.
+drops doors whose wall is unknown; ours says so. No text makes parsing raise anything else (ids or
+bins past Python's integer digit limit are diagnostics too).
+
+Writing refuses what it could not read back (``LayoutWriteError``): a label that is empty, has
+surrounding spaces, a line break or one of ``( ) ,``; a non-finite value; a door or window whose
+wall is not in the layout. So every written layout parses back to itself (up to rounding).
 """
 
 from __future__ import annotations
 
 import math
+import operator
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from spacelm.errors import SpacelmError, decode_error
 from spacelm.scene.entities import (
     ENTITY_BY_KEYWORD,
     ENTITY_TYPES,
@@ -62,10 +69,11 @@ class Diagnostic:
     reason: str
 
     def __str__(self) -> str:
-        return f"line {self.line}: {self.kind}: {self.reason}: {self.text!r}"
+        shown = self.text if len(self.text) <= 120 else f"{self.text[:80]}...{self.text[-30:]}"
+        return f"line {self.line}: {self.kind}: {self.reason}: {shown!r}"
 
 
-class LayoutParseError(ValueError):
+class LayoutParseError(SpacelmError, ValueError):
     """Raised by strict parsing; ``diagnostics`` lists every problem, ``source`` names the file."""
 
     def __init__(self, source: str, diagnostics: list[Diagnostic]):
@@ -74,6 +82,10 @@ class LayoutParseError(ValueError):
         shown = "\n".join(f"  {source}:{d}" for d in diagnostics[:20])
         more = f"\n  ... and {len(diagnostics) - 20} more" if len(diagnostics) > 20 else ""
         super().__init__(f"{source}: {len(diagnostics)} layout error(s)\n{shown}{more}")
+
+
+class LayoutWriteError(SpacelmError, ValueError):
+    """A layout that cannot be written so that it reads back: the message names the entity and field."""
 
 
 @dataclass(frozen=True)
@@ -89,16 +101,20 @@ class ParseResult:
 def format_layout(layout: Layout, quantizer: Quantizer | None = None, *, decimals: int = 4) -> str:
     """Layout -> text, one entity per line, ids renumbered 0..n-1 per type in the layout's order.
 
-    Metric floats (rounded to ``decimals``) without a quantizer, integer bins with one.
+    Metric floats (rounded to ``decimals``) without a quantizer, integer bins with one. Raises
+    ``LayoutWriteError`` for an entity that would not read back (see the module docstring).
 
     >>> print(format_layout(Layout(walls=[Wall(0, 0, 0, 4, 0, 0, 2.5)])))
     wall_0=Wall(0.0,0.0,0.0,4.0,0.0,0.0,2.5,0.0)
     >>> print(format_layout(Layout(walls=[Wall(0, 0, 0, 4, 0, 0, 2.5)]), Quantizer(1280)))
     wall_0=Wall(0,0,0,160,0,0,125,0)
     """
+    if not (isinstance(decimals, int) and decimals >= 0):
+        raise ValueError(f"decimals must be an integer >= 0, got {decimals!r}")
     lines = []
     for etype, entities in zip(ENTITY_TYPES, _groups(layout)):
         for i, entity in enumerate(entities):
+            _check_writable(entity, f"{etype.prefix}_{i}", len(layout.walls))
             args = ",".join(_format_arg(entity, name, kind, quantizer, decimals)
                             for name, kind in etype.FIELDS)
             lines.append(f"{etype.prefix}_{i}={etype.keyword}({args})")
@@ -107,6 +123,47 @@ def format_layout(layout: Layout, quantizer: Quantizer | None = None, *, decimal
 
 def _groups(layout: Layout):
     return layout.walls, layout.doors, layout.windows, layout.boxes
+
+
+def _check_writable(entity, where: str, num_walls: int) -> None:
+    """Raise ``LayoutWriteError`` unless every field of ``entity`` survives a trip through text."""
+    for name, kind in type(entity).FIELDS:
+        value = getattr(entity, name)
+        problem = None
+        if kind == "label":
+            problem = label_problem(value)
+        elif kind == "wall_ref":
+            if not (_is_index(value) and 0 <= value < num_walls):
+                problem = f"wall index {value!r} is not one of the layout's {num_walls} walls"
+        elif not math.isfinite(value):
+            problem = f"{value!r} is not finite"
+        if problem:
+            raise LayoutWriteError(f"{where} ({type(entity).__name__}) {name}: {problem}")
+
+
+def _is_index(value) -> bool:
+    """An integer (Python or numpy), not a float or a bool."""
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return not isinstance(value, bool)
+
+
+def label_problem(label) -> str | None:
+    """Why ``label`` cannot be written as a layout label, or None when it can.
+
+    >>> label_problem("coffee_table"), label_problem("desk,chair")
+    (None, "contains ',' (labels cannot hold '(', ')', ',' or line breaks)")
+    """
+    if not isinstance(label, str) or not label:
+        return f"must be a non-empty string, got {label!r}"
+    if label != label.strip():
+        return f"{label!r} has leading or trailing whitespace"
+    bad = next((c for c in label if c in "()," or len(f"a{c}b".splitlines()) > 1), None)
+    if bad is not None:
+        return f"contains {bad!r} (labels cannot hold '(', ')', ',' or line breaks)"
+    return None
 
 
 def _format_arg(entity, name: str, kind: str, quantizer: Quantizer | None, decimals: int) -> str:
@@ -121,9 +178,13 @@ def _format_arg(entity, name: str, kind: str, quantizer: Quantizer | None, decim
 
 
 def _format_float(value: float, decimals: int) -> str:
-    text = f"{value:.{decimals}f}".rstrip("0")
+    """Fixed point, trailing zeros dropped but one decimal kept: 2.5, 4.0 (decimals=0: 10.0, 0.0)."""
+    text = f"{value:.{decimals}f}"
+    if "." not in text:
+        text += ".0"
+    text = text.rstrip("0")
     text = text + "0" if text.endswith(".") else text
-    return "0.0" if text == "-0.0" else text
+    return "0.0" if float(text) == 0 else text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,6 +251,10 @@ def _parse_line(line: str, quantizer: Quantizer | None, report, *, truncated_ok:
         else:
             report(SYNTAX, "expected name_id=Type(arguments)")
         return None
+    text_id = _small_int(match["id"])
+    if text_id is None:
+        report(SYNTAX, f"id {match['id'][:20]}... has too many digits")
+        return None
     etype = ENTITY_BY_KEYWORD.get(match["keyword"])
     if etype is None:
         known = ", ".join(ENTITY_BY_KEYWORD)
@@ -211,7 +276,7 @@ def _parse_line(line: str, quantizer: Quantizer | None, report, *, truncated_ok:
             report(BAD_NUMBER if kind not in ("label", "wall_ref") else SYNTAX, f"{name}: {problem}")
             return None
         values.append(value)
-    return etype, int(match["id"]), tuple(values)
+    return etype, text_id, tuple(values)
 
 
 def _convert(arg: str, kind: str, quantizer: Quantizer | None):
@@ -220,19 +285,28 @@ def _convert(arg: str, kind: str, quantizer: Quantizer | None):
         return (arg, None) if arg else (None, "empty class name")
     if kind == "wall_ref":
         ref = _WALL_REF.match(arg)
-        return (int(ref[1]), None) if ref else (None, f"expected wall_N, got {arg!r}")
+        wall = None if ref is None else _small_int(ref[1])
+        return (wall, None) if wall is not None else (None, f"expected wall_N, got {arg[:40]!r}")
     if quantizer is not None:
         if not _INT.match(arg):
-            return None, f"expected an integer bin, got {arg!r}"
-        value = int(arg)
-        if not 0 <= value < quantizer.num_bins:
-            return None, f"bin {value} outside [0, {quantizer.num_bins - 1}]"
+            return None, f"expected an integer bin, got {arg[:40]!r}"
+        value = _small_int(arg)
+        if value is None or not 0 <= value < quantizer.num_bins:
+            return None, f"bin {arg[:40]} outside [0, {quantizer.num_bins - 1}]"
         return quantizer.decode(value, kind), None
     try:
         value = float(arg)
     except ValueError:
-        return None, f"expected a number, got {arg!r}"
-    return (value, None) if math.isfinite(value) else (None, f"not finite: {arg!r}")
+        return None, f"expected a number, got {arg[:40]!r}"
+    return (value, None) if math.isfinite(value) else (None, f"not finite: {arg[:40]!r}")
+
+
+def _small_int(digits: str) -> int | None:
+    """``int(digits)``, or None past Python's integer digit limit (no id or bin is that long)."""
+    try:
+        return int(digits)
+    except ValueError:
+        return None
 
 
 def _build_layout(parsed, wall_alias: dict[int, int], diagnostics: list[Diagnostic]) -> Layout:
@@ -311,11 +385,17 @@ def task_instruction(task: str = "all", categories: list[str] | None = None, *,
 def read_layout(path: str | os.PathLike, *, strict: bool = True) -> ParseResult:
     """Read a metric layout file. Strict by default: a bad file raises naming the file and line."""
     path = Path(path)
-    return parse_layout(path.read_text(encoding="utf-8"), strict=strict, source=str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise decode_error(path, e) from None
+    return parse_layout(text, strict=strict, source=str(path))
 
 
 def write_layout(path: str | os.PathLike, layout: Layout, *, decimals: int = 4) -> None:
-    """Write a metric layout file atomically (a crash never leaves a half-written file)."""
+    """Write a metric layout file atomically (a crash never leaves a half-written file).
+
+    Raises ``LayoutWriteError`` (before writing anything) for a layout that would not read back."""
     from spacelm.io import atomic_write_text
 
     text = format_layout(layout, decimals=decimals)

@@ -7,11 +7,13 @@ CONFIG.yaml`` start one such process per device; ``spacelm train`` is the same c
 import argparse
 import logging
 
+from spacelm.train.args import STAGES
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m spacelm.train", description=__doc__.split("\n")[0])
     parser.add_argument("config", help="YAML run config (see configs/)")
-    parser.add_argument("--stage", choices=("1", "2", "both"), default="both")
+    parser.add_argument("--stage", choices=STAGES, default="both")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from spacelm.train.sft import train_from_yaml

@@ -8,13 +8,17 @@ A run has one model, one data section, two stages and shared logging/validation 
     stage1: {learning_rate: 1.0e-4, num_epochs: 1, batch_size: 4}
     stage2: {learning_rate: 2.0e-5, num_epochs: 3, batch_size: 1, grad_accum: 8}
 
-Every key is checked: an unknown key or a value of the wrong type raises ``ConfigError`` naming the
-file and the dotted key (``stage2.lora.rank``). Fields left out keep the defaults below.
+Every key is checked: an unknown or duplicated key, a value of the wrong type or out of its range
+(every number must be finite; sizes, counts and rates positive where they must be) raises
+``ConfigError`` naming the file and the dotted key (``stage2.lora.rank``). Fields left out keep the
+defaults below, including a section's own defaults (``stage2: {batch_size: 2}`` keeps stage 2's
+learning rate of 2e-5).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -22,15 +26,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
+from spacelm.errors import SpacelmError, decode_error
+from spacelm.scene.language import TASKS as LAYOUT_TASKS
+
 ROTATIONS = ("uniform", "right_angles", "none")
-TASKS = ("all", "arch", "object")
+TASKS = tuple(LAYOUT_TASKS)  # the requests the layout language defines: all, arch, object
+STAGES = ("1", "2", "both")  # what `spacelm train --stage` runs
 OUT_OF_RANGE_POLICIES = ("clip", "error")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 REPORTERS = ("tensorboard", "wandb", "none")
 
 
-class ConfigError(ValueError):
-    """A YAML run config names an unknown key or holds a value of the wrong type."""
+class ConfigError(SpacelmError, ValueError):
+    """A YAML run config names an unknown key or holds a value of the wrong type or range."""
 
 
 def _help(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING):
@@ -185,6 +193,7 @@ def check_config(config: TrainConfig) -> None:
     need(config.data.task in TASKS, "data.task", f"must be one of {TASKS}, got {config.data.task!r}")
     need(config.data.out_of_range in OUT_OF_RANGE_POLICIES, "data.out_of_range",
          f"must be one of {OUT_OF_RANGE_POLICIES}, got {config.data.out_of_range!r}")
+    need(0 <= config.seed < 2**32, "seed", f"must be in [0, 2**32), got {config.seed}")
     need(config.data.num_workers >= 0, "data.num_workers", "must be >= 0")
     augment = config.data.augment
     if augment is not None:
@@ -194,14 +203,18 @@ def check_config(config: TrainConfig) -> None:
         need(scale is None or (len(scale) == 2 and 0 < scale[0] <= scale[1]), "data.augment.scale_range",
              f"must be [low, high] with 0 < low <= high, got {scale}")
         need(augment.color_jitter >= 0, "data.augment.color_jitter", "must be >= 0")
-    need(config.model.projector in ("linear", "mlp"), "model.projector",
-         f"must be 'linear' or 'mlp', got {config.model.projector!r}")
+    from spacelm.model.configuration_spatiallm import PROJECTORS
+
+    need(config.model.projector in PROJECTORS, "model.projector",
+         f"must be one of {PROJECTORS}, got {config.model.projector!r}")
     need(config.model.layout_decimals is None or config.model.layout_decimals >= 0, "model.layout_decimals",
          "must be null or >= 0")
     need(config.model.dtype in DTYPES, "model.dtype", f"must be one of {DTYPES}, got {config.model.dtype!r}")
     _check_point_encoder(config.model.point_encoder)
     tiny = config.model.tiny_lm
     if tiny is not None:
+        for name in ("hidden_size", "num_layers", "num_heads"):
+            need(getattr(tiny, name) >= 1, f"model.tiny_lm.{name}", f"must be >= 1, got {getattr(tiny, name)}")
         need(tiny.hidden_size % tiny.num_heads == 0, "model.tiny_lm.num_heads",
              f"must divide hidden_size={tiny.hidden_size}, got {tiny.num_heads}")
         need(tiny.num_kv_heads is None or (tiny.num_kv_heads >= 1 and tiny.num_heads % tiny.num_kv_heads == 0),
@@ -211,6 +224,7 @@ def check_config(config: TrainConfig) -> None:
              "must be null or >= 1")
     for reporter in config.logging.report_to:
         need(reporter in REPORTERS, "logging.report_to", f"entries must be in {REPORTERS}, got {reporter!r}")
+    _check_counts(config, need)
     need(config.stage1.lora is None, "stage1.lora", "LoRA applies to stage 2 only (stage 1 freezes the LM)")
     for name in ("stage1", "stage2"):
         stage: StageArgs = getattr(config, name)
@@ -224,19 +238,59 @@ def check_config(config: TrainConfig) -> None:
              f"{name}.max_steps", "set max_steps > 0, num_epochs > 0 or time_limit_minutes")
         need(stage.time_limit_minutes is None or stage.time_limit_minutes > 0,
              f"{name}.time_limit_minutes", "must be > 0")
+        need(stage.encoder_learning_rate is None or stage.encoder_learning_rate > 0,
+             f"{name}.encoder_learning_rate", "must be null or > 0")
+        need(stage.num_epochs >= 0, f"{name}.num_epochs", "must be >= 0")
+        need(stage.max_steps >= -1, f"{name}.max_steps", "must be -1 (off) or >= 0")
+        need(stage.weight_decay >= 0, f"{name}.weight_decay", "must be >= 0")
+        need(stage.max_grad_norm >= 0, f"{name}.max_grad_norm", "must be >= 0 (0: no clipping)")
+        if stage.lora is not None:
+            need(stage.lora.rank >= 1, f"{name}.lora.rank", f"must be >= 1, got {stage.lora.rank}")
+            need(stage.lora.alpha > 0, f"{name}.lora.alpha", f"must be > 0, got {stage.lora.alpha}")
+            need(0 <= stage.lora.dropout < 1, f"{name}.lora.dropout", "must be in [0, 1)")
+            need(len(stage.lora.target_modules) >= 1, f"{name}.lora.target_modules", "must name a module")
+
+
+def _check_counts(config: TrainConfig, need) -> None:
+    """Step counts and sizes of the validation and logging sections."""
+    validation, logging = config.validation, config.logging
+    need(validation.every_steps >= 0, "validation.every_steps", "must be >= 0 (0: off)")
+    need(validation.num_rooms >= 0, "validation.num_rooms", "must be >= 0")
+    need(validation.batch_size >= 1, "validation.batch_size", "must be >= 1")
+    need(validation.max_new_tokens >= 1, "validation.max_new_tokens", "must be >= 1")
+    need(logging.logging_steps >= 1, "logging.logging_steps", "must be >= 1")
+    need(logging.save_steps >= 1, "logging.save_steps", "must be >= 1")
+    need(logging.save_total_limit is None or logging.save_total_limit >= 1, "logging.save_total_limit",
+         "must be null or >= 1")
 
 
 def _check_point_encoder(point_encoder: dict) -> None:
     from spacelm.model.point_encoder import PointEncoderConfig
 
     known = [f.name for f in dataclasses.fields(PointEncoderConfig)]
-    for key in point_encoder:
+    for key, value in point_encoder.items():
+        where = f"model.point_encoder.{key}"
         if key not in known:
-            raise ConfigError(f"model.point_encoder.{key}: unknown key (known: {', '.join(known)})")
+            raise ConfigError(f"{where}: unknown key (known: {', '.join(known)})")
+        if key == "backend":
+            if not isinstance(value, str):
+                raise ConfigError(f"{where}: expected a string, got {value!r}")
+        elif key == "channels":
+            if not (isinstance(value, (list, tuple)) and value):
+                raise ConfigError(f"{where}: expected a non-empty list of integers >= 1, got {value!r}")
+            for i, width in enumerate(value):
+                _positive_int(width, f"{where}[{i}]")
+        else:
+            _positive_int(value, where)
     try:
         PointEncoderConfig.from_dict(point_encoder)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"model.point_encoder: {e}") from None
+
+
+def _positive_int(value, key: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{key}: expected an integer >= 1, got {value!r}")
 
 
 # ---- YAML -> dataclasses ------------------------------------------------------------------------
@@ -251,15 +305,45 @@ def load_config(path: str | os.PathLike, overrides: dict | None = None) -> Train
 
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_unique_key_loader()) or {}
+    except UnicodeDecodeError as e:
+        raise decode_error(path, e, ConfigError) from None
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    except ValueError:  # PyYAML's int(): a number past Python's digit limit
+        raise ConfigError(f"{path}: a number has more digits than can be read") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to read") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     try:
         return config_from_dict(_merge(data, overrides or {}))
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
+
+
+def _unique_key_loader():
+    """PyYAML's safe loader, but a key given twice in one mapping is a ``ConfigError`` (PyYAML
+    silently keeps the last one)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    duplicate = key in seen
+                except TypeError:  # an unhashable key: PyYAML reports it below
+                    continue
+                if duplicate:
+                    raise ConfigError(f"line {key_node.start_mark.line + 1}: {key}: duplicate key")
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
 
 
 def config_from_dict(data: dict) -> TrainConfig:
@@ -288,31 +372,43 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
-def _build(cls, data, key: str):
+def _build(cls, data, key: str, base=None):
+    """``cls`` from the mapping ``data``; keys left out come from ``base`` (the enclosing field's
+    default, e.g. ``TrainConfig.stage2``'s), else from the class defaults."""
     if not isinstance(data, dict):
         raise ConfigError(f"{key or 'config'}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     for name in data:
-        if name not in names:
-            raise ConfigError(f"{_join(key, name)}: unknown key (known: {', '.join(names)})")
-    return cls(**{name: _convert(hints[name], data[name], _join(key, name)) for name in data})
+        if name not in fields:
+            raise ConfigError(f"{_join(key, name)}: unknown key (known: {', '.join(fields)})")
+    values = {name: _convert(hints[name], data[name], _join(key, name), _default(fields[name]))
+              for name in data}
+    return dataclasses.replace(base, **values) if base is not None else cls(**values)
+
+
+def _default(f: dataclasses.Field):
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None if f.default is dataclasses.MISSING else f.default
 
 
 def _join(key: str, name: str) -> str:
     return f"{key}.{name}" if key else name
 
 
-def _convert(hint, value, key: str):
-    """Check ``value`` against the type hint ``hint`` (dataclasses, Optional, list, dict, scalars)."""
+def _convert(hint, value, key: str, default=None):
+    """Check ``value`` against the type hint ``hint`` (dataclasses, Optional, list, dict, scalars);
+    ``default`` is the field's default, the base of a nested dataclass section."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
         options = [a for a in args if a is not type(None)]
-        return _convert(options[0] if len(options) == 1 else Any, value, key)
+        return _convert(options[0] if len(options) == 1 else Any, value, key, default)
     if dataclasses.is_dataclass(hint):
-        return _build(hint, {} if value is None else value, key)
+        base = default if isinstance(default, hint) else None
+        return _build(hint, {} if value is None else value, key, base)
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
@@ -327,18 +423,27 @@ def _convert(hint, value, key: str):
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+            raise ConfigError(f"{key}: expected an integer, got {_short(value)}")
         return value
     if hint is float:
         # YAML reads 1e-4 (no dot) as a string: accept numeric strings for floats.
         if isinstance(value, bool):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an int too large for a float
+            raise ConfigError(f"{key}: expected a finite number, got {_short(value)}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{key}: expected a finite number, got {_short(value)}")
+        return number
     if hint is str:
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string, got {value!r}")
         return value
     return value
+
+
+def _short(value) -> str:
+    text = repr(value) if not isinstance(value, int) or value.bit_length() < 200 else \
+        f"an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -19,7 +19,6 @@ batches it would have seen:
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import re
@@ -34,6 +33,7 @@ from spacelm.points.transforms import augment as augment_cloud
 from spacelm.scene.language import TASKS, parse_layout, read_layout
 from spacelm.scene.layout import Layout, canonical_order, fold_box_yaws
 from spacelm.scene.quantize import RANGES
+from spacelm.scene.table import read_rows
 from spacelm.train.args import AugmentArgs
 
 logger = logging.getLogger(__name__)
@@ -69,10 +69,7 @@ def list_records(source: str | Path, split: str, task: str = "all") -> list[Room
         raise FileNotFoundError(f"{split_file}: not found; a dataset folder needs split.csv (id,split), "
                                 "or pass a SpatialLM ShareGPT .json file")
     with split_file.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None or not {"id", "split"} <= set(reader.fieldnames):
-            raise ValueError(f"{split_file}: expected columns id,split, got {reader.fieldnames}")
-        ids = [row["id"] for row in reader if row["split"] == split]
+        ids = [row["id"] for _, row in read_rows(f, str(split_file), ("id", "split")) if row["split"] == split]
     return [RoomRecord(i, source / "pcd" / f"{i}.ply", source / "layout" / f"{i}.txt", task=task) for i in ids]
 
 

@@ -12,11 +12,17 @@ processor (``save_pretrained``) plus ``stage_complete.json``. A stage that has t
 that has checkpoints resumes from the last, so a crashed run is restarted with the same command.
 
 Distribution is accelerate's: DDP, FSDP or DeepSpeed come from ``accelerate launch --config_file``
-(see ``configs/accelerate``); nothing here depends on which.
+(see ``configs/accelerate``). One limit: the row mask of stage 1 (and of stage 2 with LoRA) is a gradient
+hook on the embedding parameter, which FSDP's flattened or sharded parameters bypass, so those runs refuse
+FSDP (``check_distribution``); use DDP for them (the LM is frozen, memory is small).
+
+Only public Trainer APIs are used: ``TrainingArguments`` fields, ``create_optimizer`` /
+``create_scheduler`` overrides and callbacks.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -26,30 +32,25 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
-from transformers.trainer_callback import PrinterCallback
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from spacelm.model import SpatialLMForCausalLM, SpatialLMProcessor
-from spacelm.predict import point_token_ids
 from spacelm.scene.metrics import LAYOUT_CLASSES, EvalResult, evaluate_scenes
-from spacelm.train.args import LoraArgs, StageArgs, TrainConfig, ValidationArgs
+from spacelm.train.args import STAGES, LoraArgs, StageArgs, TrainConfig, ValidationArgs
 from spacelm.train.data import LayoutDataset
 
 logger = logging.getLogger(__name__)
 
 COMPLETE_FILE = "stage_complete.json"
-# transformers renamed gradient_checkpointing to activation_checkpointing (the old name warns).
-_CHECKPOINTING_ARG = ("activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
-                      else "gradient_checkpointing")
 ENCODER_MODULES = ("point_encoder", "projector")
 
 
 def train(config: TrainConfig, stage: str = "both", *, callbacks: Sequence[TrainerCallback] = (),
           show_progress: bool = True) -> dict[str, Path]:
     """Run stage ``"1"``, ``"2"`` or ``"both"``; returns ``{stage: folder of its saved model}``."""
-    if stage not in ("1", "2", "both"):
-        raise ValueError(f"stage must be '1', '2' or 'both', got {stage!r}")
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
     stages = ("1", "2") if stage == "both" else (stage,)
     return {s: run_stage(config, s, callbacks=callbacks, show_progress=show_progress) for s in stages}
 
@@ -87,10 +88,9 @@ def run_stage(config: TrainConfig, stage: str, *, callbacks: Sequence[TrainerCal
         train_dataset=train_set, data_collator=processor.collate, processing_class=processor,
         callbacks=list(callbacks), encoder_learning_rate=settings.encoder_learning_rate,
         time_limit_s=time_limit)
+    check_distribution(trainer, stage, settings.lora)
     if not show_progress:  # no tqdm bar, and no printed log dicts in its place
         trainer.remove_callback(PrinterCallback)
-    if time_limit is not None:
-        trainer.add_callback(TimeLimitCallback(time_limit))
     validation = config.validation
     if validation.every_steps > 0 or validation.at_end:
         val_set = LayoutDataset(data.val or data.train, processor, split="val", task=data.task)
@@ -139,19 +139,17 @@ def base_lm_path(config: TrainConfig) -> str:
         return config.model.base_lm
     from accelerate import PartialState
 
-    from spacelm.datasets.synthetic_furniture import CATALOGUE
+    from spacelm.datasets.synthetic import BOX_LABELS
     from spacelm.model.tiny import save_tiny_base_lm
 
     path = Path(config.output_dir) / "base_lm"
     with PartialState().main_process_first():
         if not (path / "config.json").is_file():
-            labels = sorted(CATALOGUE) if tiny.labels is None else tiny.labels
+            labels = list(BOX_LABELS) if tiny.labels is None else tiny.labels
             save_tiny_base_lm(path, hidden_size=tiny.hidden_size, num_layers=tiny.num_layers,
                               num_heads=tiny.num_heads, num_kv_heads=tiny.num_kv_heads,
                               intermediate_size=tiny.intermediate_size, labels=labels, seed=config.seed)
     return str(path)
-
-
 
 
 def configure_trainable(model: SpatialLMForCausalLM, stage: str, lora: LoraArgs | None = None) -> None:
@@ -165,7 +163,7 @@ def configure_trainable(model: SpatialLMForCausalLM, stage: str, lora: LoraArgs 
         model.language_model.requires_grad_(False)
     for name in ENCODER_MODULES:
         getattr(model, name).requires_grad_(True)
-    train_embedding_rows(model.get_input_embeddings().weight, point_token_ids(model))
+    train_embedding_rows(model.get_input_embeddings().weight, model.config.point_token_ids)
 
 
 def train_embedding_rows(weight: nn.Parameter, rows: Sequence[int]):
@@ -177,6 +175,21 @@ def train_embedding_rows(weight: nn.Parameter, rows: Sequence[int]):
     mask = torch.zeros(weight.shape[0], 1, dtype=torch.float32)
     mask[list(rows)] = 1.0
     return weight.register_hook(lambda grad: grad * mask.to(grad.device, grad.dtype))
+
+
+def uses_row_mask(stage: str, lora: LoraArgs | None) -> bool:
+    """Whether ``configure_trainable`` trains the new token rows through the gradient hook (not the whole table)."""
+    return stage == "1" or lora is not None
+
+
+def check_distribution(trainer: Trainer, stage: str, lora: LoraArgs | None) -> None:
+    """Refuse FSDP where the row mask is needed: FSDP trains flattened (FSDP1) or sharded DTensor (FSDP2)
+    copies of the parameters, so the hook on the original embedding never fires and every row would train."""
+    if trainer.is_fsdp_enabled and uses_row_mask(stage, lora):
+        what = "stage 1" if stage == "1" else "stage 2 with LoRA"
+        raise ValueError(f"{what} trains only the point-token rows of the embedding through a gradient hook, "
+                         "which FSDP bypasses; launch it with DDP (configs/accelerate/ddp.yaml) or, for "
+                         "stage 2, drop stage2.lora to train the whole model under FSDP")
 
 
 def add_lora(model: SpatialLMForCausalLM, lora: LoraArgs) -> None:
@@ -217,7 +230,7 @@ def training_arguments(config: TrainConfig, stage: str, *, show_progress: bool =
         max_steps=max_steps,
         lr_scheduler_type=scheduler,
         lr_scheduler_kwargs=scheduler_kwargs,
-        warmup_steps=s.warmup_ratio,  # below 1: a fraction of the steps
+        warmup_steps=s.warmup_ratio,  # transformers 5: a float in [0, 1) is a fraction of the steps
         max_grad_norm=s.max_grad_norm,
         bf16=config.bf16,
         seed=config.seed,
@@ -232,19 +245,31 @@ def training_arguments(config: TrainConfig, stage: str, *, show_progress: bool =
         ddp_find_unused_parameters=False,
         dataloader_pin_memory=torch.cuda.is_available(),
         disable_tqdm=not show_progress,
-        **{_CHECKPOINTING_ARG: s.gradient_checkpointing},
+        **{checkpointing_argument(): s.gradient_checkpointing},
     )
+
+
+def checkpointing_argument() -> str:
+    """The ``TrainingArguments`` field for activation checkpointing: 5.16 has only ``gradient_checkpointing``;
+    later 5.x releases call it ``activation_checkpointing`` and warn on the old name until v6."""
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
 
 
 class SpatialLMTrainer(Trainer):
     """``Trainer`` with a separate learning rate for encoder + projector, no weight decay on embeddings,
-    and an optional schedule on the clock (``time_limit_s``) instead of the step count."""
+    and an optional time budget (``time_limit_s``): the schedule then runs on the clock instead of the
+    step count, and a ``TimeLimitCallback`` on the same clock stops training in time."""
 
     def __init__(self, *args, encoder_learning_rate: float | None = None,
                  time_limit_s: float | None = None, **kwargs) -> None:
         self.encoder_learning_rate = encoder_learning_rate
-        self.time_limit_s = time_limit_s
         super().__init__(*args, **kwargs)
+        self.clock: ClockCosine | None = None
+        if time_limit_s is not None:
+            min_ratio = float((self.args.lr_scheduler_kwargs or {}).get("min_lr_rate", 0.0))
+            self.clock = ClockCosine(time_limit_s, self.args.warmup_steps, min_ratio)
+            self.add_callback(TimeLimitCallback(time_limit_s, self.clock))
 
     def create_optimizer(self, model=None):
         if self.optimizer is not None:
@@ -266,29 +291,18 @@ class SpatialLMTrainer(Trainer):
         return self.optimizer
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
-        if self.lr_scheduler is None and self.time_limit_s is not None:
-            schedule = ClockCosine(self.time_limit_s, self.args.warmup_steps, self._min_lr_ratio())
-            self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or self.optimizer, schedule)
-            self._created_lr_scheduler = True
+        if self.lr_scheduler is None and self.clock is not None:
+            self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or self.optimizer, self.clock)
             return self.lr_scheduler
         return super().create_scheduler(num_training_steps, optimizer)
-
-    def _load_optimizer_and_scheduler(self, checkpoint):
-        super()._load_optimizer_and_scheduler(checkpoint)
-        # A resumed stage gets a fresh time budget (TimeLimitCallback restarts too), so restart the clock
-        # that the scheduler's state brought back from the crashed process.
-        for schedule in getattr(self.lr_scheduler, "lr_lambdas", ()):
-            if isinstance(schedule, ClockCosine):
-                schedule.start = None
-
-    def _min_lr_ratio(self) -> float:
-        return float((self.args.lr_scheduler_kwargs or {}).get("min_lr_rate", 0.0))
 
 
 class ClockCosine:
     """Learning-rate factor from the elapsed fraction ``f`` of a time budget: linear warmup over
     ``warmup`` of it, then cosine from 1 down to ``min_ratio`` at ``f = 1``. The clock starts at the
-    first call (when the scheduler is built, right before the first step)."""
+    first call (when the scheduler is built) and restarts with ``TimeLimitCallback`` when training
+    begins, resumed or not: a resumed stage gets a fresh budget, whatever start its checkpoint held
+    (``LambdaLR`` saves and restores a callable object's attributes)."""
 
     def __init__(self, seconds: float, warmup: float, min_ratio: float = 0.0) -> None:
         self.seconds, self.warmup, self.min_ratio = seconds, warmup if warmup < 1 else 0.0, min_ratio
@@ -306,14 +320,17 @@ class ClockCosine:
 
 class TimeLimitCallback(TrainerCallback):
     """Stop training before ``seconds`` have passed since it began: after a step, stop when one more
-    step of the mean duration so far would cross the limit."""
+    step of the mean duration so far would cross the limit. ``clock``'s budget starts with it."""
 
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
+    def __init__(self, seconds: float, clock: ClockCosine | None = None) -> None:
+        self.seconds, self.clock = seconds, clock
         self.start, self.steps = 0.0, 0
 
     def on_train_begin(self, args, state, control, **kwargs):
+        # The Trainer builds (and on resume reloads) its scheduler before this event.
         self.start, self.steps = time.monotonic(), 0
+        if self.clock is not None:
+            self.clock.start = self.start
 
     def on_step_end(self, args, state, control, **kwargs):
         self.steps += 1
