@@ -23,6 +23,7 @@ demo: install
 	$(VENV)/bin/spacelm quickstart --output out/quickstart --overwrite
 
 test: install
+	$(VENV)/bin/ruff check src tests bench
 	$(PY) -m pytest -q src tests
 
 bench: install

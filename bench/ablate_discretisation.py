@@ -29,7 +29,13 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from spacelm.quickstart import DENSITY, quickstart_config
-from spacelm.scene.geometry import box_corners, box_iou_3d, opening_quads, plane_iou, wall_quads
+from spacelm.scene.geometry import (
+    box_corners,
+    box_iou_3d,
+    opening_quads,
+    plane_iou,
+    wall_quads,
+)
 from spacelm.scene.layout import Layout
 
 MATCH_IOU = 0.25

@@ -35,8 +35,16 @@ from pathlib import Path
 
 import numpy as np
 
-from spacelm.points import (PointCloud, grid_sample_coords, normalize_color, positive_shift,
-                            read_ply, remove_statistical_outliers, voxel_downsample, write_ply)
+from spacelm.points import (
+    PointCloud,
+    grid_sample_coords,
+    normalize_color,
+    positive_shift,
+    read_ply,
+    remove_statistical_outliers,
+    voxel_downsample,
+    write_ply,
+)
 
 GRID = 32.0 / 1280  # SpatialLM v1.1: 1280 bins over 32 m = 2.5 cm
 NUM_BINS = 1280

@@ -194,7 +194,12 @@ def _picture(path: Path, generated, completions: dict) -> Path | None:
     and whose GRPO answer can be read; an answer that cannot be read is drawn as the empty room."""
     from PIL import Image, ImageDraw
 
-    from spacelm.arrange.answer import parse_answer, placements_to_boxes, room_walls, to_layout
+    from spacelm.arrange.answer import (
+        parse_answer,
+        placements_to_boxes,
+        room_walls,
+        to_layout,
+    )
     from spacelm.arrange.physics import check_layouts
     from spacelm.render import render
     from spacelm.scene import Layout

@@ -19,7 +19,12 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from spacelm.model import SpatialLMForCausalLM
 from spacelm.model.processing_spatiallm import SpatialLMProcessor
-from spacelm.points import PointCloud, check_alignment, remove_statistical_outliers, voxel_downsample
+from spacelm.points import (
+    PointCloud,
+    check_alignment,
+    remove_statistical_outliers,
+    voxel_downsample,
+)
 from spacelm.points.transforms import WORLD_EXTENT
 from spacelm.scene.language import Diagnostic
 from spacelm.scene.layout import Layout
@@ -49,7 +54,10 @@ class Prediction:
 def load_model(model_dir: str | Path, device: str = "auto", dtype: str | None = None):
     """Model and processor saved by ``save_pretrained``, or an upstream SpatialLM checkpoint folder
     (``spatiallm_qwen`` / ``spatiallm_llama``, read as it is); device ``auto`` picks CUDA when present."""
-    from spacelm.model.spatiallm_checkpoint import is_spatiallm_checkpoint, load_spatiallm_checkpoint
+    from spacelm.model.spatiallm_checkpoint import (
+        is_spatiallm_checkpoint,
+        load_spatiallm_checkpoint,
+    )
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"

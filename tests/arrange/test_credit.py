@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 
 from spacelm.arrange.answer import Placement
-from spacelm.arrange.credit import coord_token_owner, credit_advantages, token_penalties, value_spans
+from spacelm.arrange.credit import (
+    coord_token_owner,
+    credit_advantages,
+    token_penalties,
+    value_spans,
+)
 from spacelm.arrange.generate import generate_tasks, reference_completion
 from spacelm.arrange.prompts import compact_answer, compact_prompt
 

@@ -18,7 +18,12 @@ torch = pytest.importorskip("torch")
 
 from transformers import TrainerCallback  # noqa: E402
 
-from spacelm.arrange.config import ArrangeArgs, ArrangeConfigError, arrange_args, trl_config  # noqa: E402
+from spacelm.arrange.config import (  # noqa: E402
+    ArrangeArgs,
+    ArrangeConfigError,
+    arrange_args,
+    trl_config,
+)
 from spacelm.arrange.generate import generate_tasks  # noqa: E402
 from spacelm.arrange.multiturn import ArrangeRollout, DiscountedReturn, feedback_suffix  # noqa: E402
 from spacelm.arrange.prompts import compact_answer, compact_prompt, feedback_message  # noqa: E402

@@ -21,7 +21,10 @@ def test_tiny_qwen2_5_vl_trains_its_vision_tower_on_room_images(tmp_path):
     from trl import GRPOConfig
 
     from spacelm.arrange.grpo import build_trainer, task_rows
-    from spacelm.arrange.vl_processor import ImageOnlyQwen2_5_VLProcessor, save_tiny_vl_policy
+    from spacelm.arrange.vl_processor import (
+        ImageOnlyQwen2_5_VLProcessor,
+        save_tiny_vl_policy,
+    )
     from spacelm.model.tiny import tiny_tokenizer
 
     generated = generate_tasks(8, seed=1, max_objects=2)

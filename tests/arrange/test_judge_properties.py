@@ -11,7 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spacelm.arrange.judge import RUBRIC, Judge, JudgeConfig, JudgeParseError, parse_grades
+from spacelm.arrange.judge import (
+    RUBRIC,
+    Judge,
+    JudgeConfig,
+    JudgeParseError,
+    parse_grades,
+)
 from spacelm.errors import SpacelmError
 
 FIVE = {key: {"grade": 8} for key, _, _ in RUBRIC}

@@ -5,7 +5,11 @@ import json
 
 import pytest
 
-from spacelm.arrange.metaspatial_import import INPUT_MARKER, read_parquet, task_from_scene_graph
+from spacelm.arrange.metaspatial_import import (
+    INPUT_MARKER,
+    read_parquet,
+    task_from_scene_graph,
+)
 from spacelm.arrange.physics import check_layouts
 from spacelm.arrange.task import Relation
 

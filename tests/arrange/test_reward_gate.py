@@ -5,7 +5,13 @@ import pytest
 
 from spacelm.arrange.generate import generate_tasks
 from spacelm.arrange.prompts import compact_answer
-from spacelm.arrange.rewards import PRESETS, ArrangeReward, FormatReward, RewardWeights, term_means
+from spacelm.arrange.rewards import (
+    PRESETS,
+    ArrangeReward,
+    FormatReward,
+    RewardWeights,
+    term_means,
+)
 
 GATED = RewardWeights(format=0.5, collision=0.2, constraint=0.2, gate=True)  # MetaSpatial, no judge
 

@@ -8,13 +8,13 @@ import pytest
 
 from spacelm.datasets import convert, store
 from spacelm.datasets.rooms import RoomSample
-from spacelm.datasets.synthetic import SynthConfig
 from spacelm.datasets.store import (
     DatasetWriter,
     assign_split,
     dataset_stats,
     read_manifest,
 )
+from spacelm.datasets.synthetic import SynthConfig
 from spacelm.points.ply import read_ply
 from spacelm.scene import Box, Layout, Wall
 from spacelm.scene.language import parse_layout, read_layout

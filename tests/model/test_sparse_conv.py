@@ -59,9 +59,9 @@ def test_submanifold_equals_dense_conv3d_at_occupied_sites(k, threads):
     conv = SubmanifoldConv3d(3, 4, k)
     out = conv(x)
     ref = F.conv3d(to_dense(x, 2, 12), dense_weight(conv.kernel), padding=k // 2)
-    b, i, j, l = x.coords.T
+    b, x_, y_, z_ = x.coords.T
     assert torch.equal(out.coords, x.coords)
-    torch.testing.assert_close(out.features, ref.permute(0, 2, 3, 4, 1)[b, i, j, l], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.features, ref.permute(0, 2, 3, 4, 1)[b, x_, y_, z_], rtol=1e-5, atol=1e-5)
 
 
 def test_down_conv_equals_strided_dense_conv3d(threads):
@@ -74,8 +74,8 @@ def test_down_conv_equals_strided_dense_conv3d(threads):
     occupied = F.max_pool3d(dense_in.abs().sum(1, keepdim=True), 2)[:, 0] > 0
     assert torch.equal(out.coords, torch.nonzero(occupied))
     assert out.stride == 2
-    b, i, j, l = out.coords.T
-    torch.testing.assert_close(out.features, ref.permute(0, 2, 3, 4, 1)[b, i, j, l], rtol=1e-5, atol=1e-5)
+    b, x_, y_, z_ = out.coords.T
+    torch.testing.assert_close(out.features, ref.permute(0, 2, 3, 4, 1)[b, x_, y_, z_], rtol=1e-5, atol=1e-5)
 
 
 def test_down_conv_floors_negative_coords():

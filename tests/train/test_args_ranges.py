@@ -5,7 +5,13 @@ research/reliability-2026-12.md."""
 import pytest
 
 from spacelm.errors import SpacelmError
-from spacelm.train.args import ConfigError, StageArgs, TrainConfig, config_from_dict, load_config
+from spacelm.train.args import (
+    ConfigError,
+    StageArgs,
+    TrainConfig,
+    config_from_dict,
+    load_config,
+)
 
 
 def _load(tmp_path, text: str):

@@ -216,8 +216,8 @@ def print_table(result: ArrangeEval, *, per_task: bool = False, console=None) ->
     """Print MetaSpatial's columns (Coll.: collision, Constr.: constraint), then ours (OOB: out
     of bounds, floating, relations), with rich: the mean and best-of-k rows, then (``per_task``)
     one mean row per task."""
-    from rich.console import Console  # only printing needs rich
     from rich import box
+    from rich.console import Console  # only printing needs rich
     from rich.table import Table
 
     title = f"{len(result.per_task)} tasks, {len(result.completions)} completions"

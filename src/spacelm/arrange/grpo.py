@@ -29,6 +29,7 @@ from spacelm.arrange.prompts import build_messages
 from spacelm.arrange.rewards import PRESETS, ArrangeReward, FormatReward, task_column
 from spacelm.arrange.task import ArrangeTask, task_to_dict
 
+
 def task_rows(tasks: Sequence[ArrangeTask], args: ArrangeArgs) -> list[dict]:
     """One training row per task: the chat prompt, the task as JSON and, for vision-language
     policies, an empty-room render (the image the prompt's image part refers to)."""

@@ -36,7 +36,14 @@ from dataclasses import dataclass
 import numpy as np
 import shapely
 
-from spacelm.arrange.physics_plan import OBJECT_KINDS, ON_CEILING, ON_FLOOR, Constraint, TaskPlan, compile_task
+from spacelm.arrange.physics_plan import (
+    OBJECT_KINDS,
+    ON_CEILING,
+    ON_FLOOR,
+    Constraint,
+    TaskPlan,
+    compile_task,
+)
 from spacelm.arrange.task import ArrangeTask
 from spacelm.scene.geometry import box_corners
 

@@ -88,12 +88,12 @@ def compact_prompt(task: ArrangeTask, *, rotation: bool = True) -> str:
     """The room, one line per object (size, support, relations, facing) and the answer format.
 
     >>> from spacelm.arrange.task import task_from_dict
-    >>> print(compact_prompt(task_from_dict({"id": "t", "room": {"length": 4, "width": 3,
+    >>> print(compact_prompt(task_from_dict({"id": "t", "room": {"length": 4, "width": 3,  # doctest: +ELLIPSIS
     ...     "height": 2.5}, "preference": "", "objects": [{"id": "bed_1", "size": [2, 1.6, 0.5],
     ...     "relations": [{"type": "against wall", "target": "south_wall"}]}]})))
     Room 4 x 3 x 2.5 m: x 0-4 west to east, y 0-3 south to north, z up.
     bed_1 2x1.6x0.5 floor; against wall south_wall
-    Answer <think></think><answer>[{"id","x","y","z","rotation"} per object, box centres in m, rotation in degrees]</answer>
+    Answer <think></think><answer>[{"id","x","y","z","rotation"} per object, ...]</answer>
     """
     r = task.room
     lines = [f"Room {r.length:g} x {r.width:g} x {r.height:g} m: x 0-{r.length:g} west to east, "

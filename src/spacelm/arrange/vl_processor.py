@@ -37,7 +37,9 @@ class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
 
     @classmethod
     def from_pretrained(cls, path, **kwargs):
-        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+            Qwen2VLImageProcessorPil,
+        )
 
         tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
         template = Path(path) / TEMPLATE_FILE
@@ -70,7 +72,9 @@ def save_tiny_vl_policy(path: str | os.PathLike, tokenizer, *, hidden_size: int 
 
     import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+        Qwen2VLImageProcessorPil,
+    )
 
     path = Path(path)
     tokenizer.add_special_tokens({"additional_special_tokens": list(VISION_TOKENS)})

@@ -85,11 +85,16 @@ def eval_command(
     gt: Annotated[Path, typer.Option(help="Folder of ground-truth <id>.txt layouts (metric).")],
     pred: Annotated[Path, typer.Option(help="Folder of predicted <id>.txt layouts; missing ones count as empty.")],
     metadata: Annotated[Optional[Path], typer.Option(help="CSV with an 'id' column: the scenes to score.")] = None,
-    label_mapping: Annotated[Optional[Path], typer.Option(help="TSV mapping box labels (e.g. SpatialLM's benchmark_categories.tsv).")] = None,
+    label_mapping: Annotated[Optional[Path], typer.Option(help="TSV mapping box labels (e.g. "
+                                                               "SpatialLM's benchmark_categories.tsv).")] = None,
     label_from: Annotated[str, typer.Option(help="Source column / label set.")] = "spatiallm59",
-    label_to: Annotated[Optional[str], typer.Option(help="Target column / label set, e.g. spatiallm20. Without --label-mapping a built-in table is used.")] = None,
-    compat: Annotated[bool, typer.Option(help="Reproduce SpatialLM eval.py's geometry bugs (to compare with published numbers).")] = False,
-    output: Annotated[Optional[Path], typer.Option(help="Write per-class and per-scene figures to this JSON file.")] = None,
+    label_to: Annotated[Optional[str], typer.Option(help="Target column / label set, e.g. "
+                                                         "spatiallm20. Without --label-mapping a "
+                                                         "built-in table is used.")] = None,
+    compat: Annotated[bool, typer.Option(help="Reproduce SpatialLM eval.py's geometry bugs (to "
+                                              "compare with published numbers).")] = False,
+    output: Annotated[Optional[Path], typer.Option(help="Write per-class and per-scene figures to "
+                                                        "this JSON file.")] = None,
 ) -> None:
     """Score predicted layouts against ground truth with SpatialLM's F1 metric (IoU 0.25 and 0.5)."""
     import warnings
@@ -176,13 +181,17 @@ def _print_summary(summary: dict, output: Path) -> None:
 
 @data_app.command("convert")
 def data_convert(
-    source: Annotated[str, typer.Option(help="vla3d, scannet, arkitscenes, 3rscan, matterport, hm3d, structured3d or spatiallm.")],
+    source: Annotated[str, typer.Option(help="vla3d, scannet, arkitscenes, 3rscan, matterport, "
+                                             "hm3d, structured3d or spatiallm.")],
     input: Annotated[Path, typer.Option(help="The source dataset's folder.")],
     output: Annotated[Path, typer.Option(help="Output dataset folder (SpatialLM format + manifest.jsonl).")],
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
-    shard: Annotated[Optional[str], typer.Option(help="I/N: convert only every N-th scene from I (0-based), for many machines.")] = None,
-    label_set: Annotated[str, typer.Option(help="Box class names: nyu40 (keep all) or spatiallm59 (map, drop the rest).")] = "nyu40",
-    val_fraction: Annotated[float, typer.Option(help="Share of scenes put in the val split (by a hash of the scene).")] = 0.1,
+    shard: Annotated[Optional[str], typer.Option(help="I/N: convert only every N-th scene from I "
+                                                      "(0-based), for many machines.")] = None,
+    label_set: Annotated[str, typer.Option(help="Box class names: nyu40 (keep all) or spatiallm59 "
+                                                "(map, drop the rest).")] = "nyu40",
+    val_fraction: Annotated[float, typer.Option(help="Share of scenes put in the val split (by a "
+                                                     "hash of the scene).")] = 0.1,
 ) -> None:
     """Convert a dataset into room-level samples; resumable (finished scenes are skipped)."""
     from spacelm.datasets.convert import convert_dataset
@@ -374,8 +383,10 @@ def arrange_eval(
     max_new_tokens: Annotated[int, typer.Option(help="--model: generation budget per completion.")] = 1024,
     save_completions: Annotated[Optional[Path], typer.Option(help="--model: also write the completions here.")
                                 ] = None,
-    judge: Annotated[bool, typer.Option(help="Render and ask a vision judge (OpenAI-compatible; key from OPENAI_API_KEY).")] = False,
-    judge_model: Annotated[Optional[str], typer.Option(help="Judge model (default: SPACELM_JUDGE_MODEL or gpt-4o).")] = None,
+    judge: Annotated[bool, typer.Option(help="Render and ask a vision judge (OpenAI-compatible; key "
+                                             "from OPENAI_API_KEY).")] = False,
+    judge_model: Annotated[Optional[str], typer.Option(help="Judge model (default: "
+                                                            "SPACELM_JUDGE_MODEL or gpt-4o).")] = None,
     judge_base_url: Annotated[Optional[str], typer.Option(help="Judge endpoint, e.g. a local vLLM server.")] = None,
     judge_cache: Annotated[Optional[Path], typer.Option(help="Cache judge answers here.")] = None,
     judge_concurrency: Annotated[int, typer.Option(help="Judge requests in flight at once.")] = 4,

@@ -10,7 +10,8 @@ Files read under ``root/<NNNNN-hash>/`` (the ``hm3d-*-semantic-annots-v0.2`` lay
   decoder and UV lookup (heavy dependencies we avoid). Any points or vertices sampled from it with
   nearest-texel colours will do, e.g. (not run here) ``m = trimesh.load(glb, force="mesh");
   m.visual = m.visual.to_color(); m.export(ply)``; points whose colour matches no listed object
-  are unannotated, so a bad export shows up as rooms with few points. Its ``red green blue`` are the semantic colours; a PLY that
+  are unannotated, so a bad export shows up as rooms with few points. Its ``red green blue`` are
+  the semantic colours; a PLY that
   also holds the textured mesh's colours (sampled at the same points, as VLA-3D does) stores the
   semantic ones as ``semantic_red semantic_green semantic_blue`` and the appearance in ``red green
   blue``. Without appearance colours the points are grey (``GREY``), never the label colours, which

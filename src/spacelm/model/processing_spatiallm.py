@@ -33,12 +33,12 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer
 
+from spacelm.model.point_encoder import count_tokens
 from spacelm.model.point_tokens import (
     POINT_END_TOKEN,
     POINT_PAD_TOKEN,
     POINT_START_TOKEN,
 )
-from spacelm.model.point_encoder import count_tokens
 from spacelm.points.transforms import (
     WORLD_EXTENT,
     grid_sample_coords,

@@ -32,7 +32,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from spacelm.model.point_encoder import PointEncoderOutput, check_point_inputs, fourier_features
+from spacelm.model.point_encoder import (
+    PointEncoderOutput,
+    check_point_inputs,
+    fourier_features,
+)
 from spacelm.model.sparse_conv import SparseTensor, submanifold_conv3d
 
 ORDERS = ("z", "z-trans", "hilbert", "hilbert-trans")
