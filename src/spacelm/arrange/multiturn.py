@@ -98,6 +98,8 @@ def _turn_terms(turn_terms) -> dict[str, float]:
     last = [terms[-1] for terms in turn_terms if terms]
     out = {}
     for name in last[0] if last else ():
+        if name == "tier":  # the format term already reports it
+            continue
         values = [t[name] for t in last if t.get(name) is not None]
         if values:
             out[f"arrange/{name}"] = float(np.mean(values))
