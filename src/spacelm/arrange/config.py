@@ -40,7 +40,6 @@ class ArrangeArgs:
     tasks: str = ""  # a tasks JSONL (spacelm arrange generate/import); empty: generate tasks
     references: str = ""  # SFT with ``tasks``: their reference completions JSONL
     num_tasks: int = 512  # generated training tasks (when ``tasks`` is empty)
-    eval_tasks: int = 100  # generated held-out tasks for the evaluation after training
     seed: int = 0
     max_objects: int = 0  # generated tasks: at most this many objects (0: the templates' own)
     room_types: tuple[str, ...] = ()  # generated tasks: these room types (empty: all)
@@ -66,7 +65,7 @@ class ArrangeArgs:
         _choice(self, "prompt_style", PROMPT_STYLES)
         _choice(self, "feedback_style", PROMPT_STYLES)
         _choice(self, "reward", tuple(PRESETS))
-        for name in ("num_tasks", "eval_tasks", "image_size", "turns", "judge_max_concurrency"):
+        for name in ("num_tasks", "image_size", "turns", "judge_max_concurrency"):
             _at_least(self, name, 1)
         for name in ("max_objects", "seed"):
             _at_least(self, name, 0)
