@@ -13,7 +13,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==$(TORCH_VERSION)
-	$(PY) -m pip install -q -e ".[dev,model,train,lora,arrange,rl]"
+	$(PY) -m pip install -q -e ".[dev,model,train,lora,arrange,rl,viz]"
 	$(PY) -c "import torch, sys; v = torch.__version__; sys.exit(0 if v.startswith('$(TORCH_VERSION)') else f'pip replaced torch==$(TORCH_VERSION) by {v}')"
 	touch $(STAMP)
 

@@ -9,6 +9,7 @@ cloud is worth, in nats per answer token).
 
     python bench/ablate_quickstart.py --minutes 6 --output out/ablate_quickstart
     python bench/ablate_quickstart.py --variants short arch zero_resnet --minutes 6
+    python bench/ablate_quickstart.py --variants short bins --steps 600   # equal rooms seen, any machine load
 
 Variants (each is the quickstart's config with the change named):
 
@@ -22,6 +23,14 @@ Variants (each is the quickstart's config with the change named):
 - ``batch2``, ``batch8``: 2 or 8 rooms per step instead of 4 (about the same rooms per second);
 - ``probe_lm``: the feasibility probe's LM and optimiser settings: no grouped-query attention, MLP ratio 3,
   AdamW beta2 0.98, weight decay 0.01;
+- ``bins``: one token per layout bin (320 number tokens, Pix2Seq) instead of one per digit;
+- ``fourier_bins``: ``bins`` whose embeddings start from Fourier features of the value (nearby bins alike);
+- ``mix_arch``: half the training requests are arch-only (walls, doors, windows), half the full one;
+- ``stem7``: SceneScript's k7 stem conv (342 neighbour offsets) instead of the quickstart's k3 (26);
+- ``voxel5``: 5 cm voxels and layout bins (``num_bins`` 640) with one more down-conv, so tokens stay
+  80 cm cells (the quickstart's encoder before 2026-12-02);
+- ``all_classes``: rooms with 3-15 boxes of all 33 classes instead of 2-6 of the quickstart's 8;
+- ``previous``: the quickstart before 2026-12-02 (``voxel5``, ``stem7`` and ``all_classes`` together);
 - ``probe_task``: ``arch`` on easier rooms, close to ``shared/research/quickstart-feasibility.md``'s probe:
   rectangular, no doors or windows, 2-6 boxes, so the answer is four walls (is it our model or the
   full generator that learns slowly?).
@@ -39,6 +48,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ARCH = {"data": {"task": "arch"}}
+# 5 cm voxels and layout bins with four down-convs (80 cm token cells), as the quickstart had before.
+VOXEL5 = {"model": {"point_encoder": {"num_bins": 640, "channels": [8, 8, 16, 16, 32]}}}
 VARIANTS: dict[str, dict] = {
     "spatiallm_prompt": {"model": {"reference_code": True}},
     "short": {},
@@ -52,9 +63,19 @@ VARIANTS: dict[str, dict] = {
                  "stage1": {"adam_beta2": 0.98, "weight_decay": 0.01},
                  "stage2": {"adam_beta2": 0.98, "weight_decay": 0.01}},
     "probe_task": ARCH,
+    "bins": {"model": {"tiny_lm": {"numbers": "bins"}}},
+    "fourier_bins": {"model": {"tiny_lm": {"numbers": "fourier_bins"}}},
+    "mix_arch": {"data": {"task_mix": {"arch": 1.0, "all": 1.0}}},
+    "stem7": {"model": {"point_encoder": {"stem_kernel": 7}}},
+    "voxel5": VOXEL5,
+    "all_classes": {},
+    "previous": {"model": {"point_encoder": {**VOXEL5["model"]["point_encoder"], "stem_kernel": 7}}},
 }
-# Variants trained and scored on rooms of their own generator (spacelm.datasets.synthetic.SynthConfig fields).
-VARIANT_ROOMS = {"probe_task": {"l_shape_prob": 0.0, "doors": (0, 0), "windows": (0, 0), "boxes": (2, 6)}}
+# Variants trained and scored on rooms of their own generator: SynthConfig fields replaced in the
+# quickstart's rooms (spacelm.quickstart.ROOMS).
+ALL_CLASSES = {"categories": None, "boxes": (3, 15)}  # the generator's defaults: 33 classes
+VARIANT_ROOMS = {"probe_task": {"l_shape_prob": 0.0, "doors": (0, 0), "windows": (0, 0), "boxes": (2, 6)},
+                 "all_classes": ALL_CLASSES, "previous": ALL_CLASSES}
 
 
 def merged(base: dict, change: dict) -> dict:
@@ -84,16 +105,14 @@ def resnet_zeroed(active: bool):
 
 
 def synthesize(data: Path, args, **knobs) -> Path:
-    """Training and held-out rooms (seeds ``args.seed`` and ``args.seed + 1``) at the quickstart's density."""
+    """Training and held-out rooms (seeds ``args.seed`` and ``args.seed + 1``): the quickstart's, with ``knobs``."""
     from spacelm.datasets.convert import synthesize_dataset
-    from spacelm.datasets.synthetic import SynthConfig
-    from spacelm.quickstart import DENSITY
+    from spacelm.quickstart import ROOMS
 
-    synth = SynthConfig(**knobs)
+    synth = dataclasses.replace(ROOMS, **knobs)
     for split, rooms, seed, val_fraction in (("train", args.rooms, args.seed, 0.0),
                                              ("val", args.val_rooms, args.seed + 1, 1.0)):
-        synthesize_dataset(data / split, rooms, seed=seed, val_fraction=val_fraction, workers=2,
-                           density=DENSITY, synth=synth)
+        synthesize_dataset(data / split, rooms, seed=seed, val_fraction=val_fraction, workers=2, synth=synth)
     return data
 
 
@@ -108,7 +127,11 @@ def run_variant(name: str, data: Path, output: Path, args) -> dict:
 
     base = quickstart_config(output / name, train_dir=data / "train", val_dir=data / "val", seed=args.seed,
                              stage1_minutes=args.stage1_minutes, stage2_minutes=args.minutes)
-    config = config_from_dict(merged(dataclasses.asdict(base), VARIANTS[name]))
+    settings = dataclasses.asdict(base)
+    if args.steps:  # a step budget: rooms seen are equal whatever the variant's speed or the machine's load
+        for stage, steps in (("stage1", args.stage1_steps), ("stage2", args.steps)):
+            settings[stage].update(time_limit_minutes=None, max_steps=steps)
+    config = config_from_dict(merged(settings, VARIANTS[name]))
     if name in VARIANT_ROOMS:
         data = synthesize(output / f"data_{name}", args, **VARIANT_ROOMS[name])
         config.data.train, config.data.val = [str(data / "train")], [str(data / "val")]
@@ -123,7 +146,9 @@ def run_variant(name: str, data: Path, output: Path, args) -> dict:
                                      PredictConfig(task=task, do_sample=False, max_new_tokens=1024))
         reliance = cloud_reliance(model, processor, rooms[:16], task=task)
     f1 = f1_by_class(evaluate_scenes([(sid, gt, p.layout) for (sid, _, gt), p in zip(rooms, predictions)]))
-    return {"steps": steps, "task": task,
+    rooms_seen = sum(steps[s] * getattr(config, f"stage{s}").batch_size * getattr(config, f"stage{s}").grad_accum
+                     for s in steps)
+    return {"steps": steps, "rooms_seen": rooms_seen, "task": task,
             "f1": {k: {str(t): v for t, v in f1[k].items()} for k in ("wall", "door", "window", "objects") if k in f1},
             "own_cloud_loss": reliance.own, "other_cloud_loss": reliance.other, "cloud_gain": reliance.gain}
 
@@ -133,6 +158,9 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--minutes", type=float, default=6.0, help="stage-2 minutes of each variant")
     parser.add_argument("--stage1-minutes", type=float, default=0.5)
+    parser.add_argument("--steps", type=int, default=0,
+                        help="stage-2 optimiser steps of each variant instead of --minutes (0: on the clock)")
+    parser.add_argument("--stage1-steps", type=int, default=25, help="stage-1 steps when --steps is given")
     parser.add_argument("--rooms", type=int, default=1000)
     parser.add_argument("--val-rooms", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
@@ -143,16 +171,21 @@ def main() -> None:
 
     hf_logging.disable_progress_bar()
     data = synthesize(args.output / "data", args)
-    results = {}
+    summary = args.output / "ablate_quickstart.json"
+    # Earlier invocations' variants stay in the summary, so variants can be run one at a time.
+    results = json.loads(summary.read_text()) if summary.is_file() else {}
     for name in args.variants:
         if (args.output / name).exists():
             raise FileExistsError(f"{args.output / name} exists; remove it or choose another --output")
         tic = time.monotonic()
         results[name] = run_variant(name, data, args.output, args)
         results[name]["minutes"] = (time.monotonic() - tic) / 60
-        (args.output / "ablate_quickstart.json").write_text(json.dumps(results, indent=1) + "\n")
+        results[name]["budget"] = {"steps": args.steps, "stage1_steps": args.stage1_steps} if args.steps else \
+            {"minutes": args.minutes, "stage1_minutes": args.stage1_minutes}
+        summary.write_text(json.dumps(results, indent=1) + "\n")
 
-    print(f"\n{args.minutes:g} min of stage 2 each; F1 on {args.val_rooms} held-out rooms; cloud gain = answer loss "
+    budget = f"{args.steps} steps" if args.steps else f"{args.minutes:g} min"
+    print(f"\n{budget} of stage 2 each; F1 on {args.val_rooms} held-out rooms; cloud gain = answer loss "
           "with another room's cloud minus with its own (nats/token)")
     print(f"{'variant':<17} {'task':<5} {'steps 1+2':>10} {'wall@.5':>8} {'door@.25':>8} {'win@.25':>8} "
           f"{'obj@.25':>8} {'own loss':>9} {'gain':>7}")

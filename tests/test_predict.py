@@ -1,5 +1,7 @@
 """spacelm predict on a tiny random model: the pipeline runs end to end and writes parseable files."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -206,3 +208,16 @@ def test_point_tokens_are_never_generated(model_dir, monkeypatch):
     generated = processor.tokenizer(pred.text, add_special_tokens=False)["input_ids"]
     # Point tokens are special (dropped from the text): unsuppressed, the text would be empty.
     assert generated and processor.point_token_id not in generated
+
+
+def test_generation_emits_no_future_warning(model_dir):
+    # transformers renamed the LM's ``past_key_values`` argument to ``cache``; passing the old name
+    # printed a FutureWarning on every decoding step (shown once per predicted batch).
+    model, processor = load_model(model_dir, "cpu")
+    rng = np.random.default_rng(2)
+    clouds = [PointCloud(rng.uniform(0, 3, (2000, 3)).astype(np.float32), None) for _ in range(2)]
+    config = PredictConfig(do_sample=False, max_new_tokens=6, cleanup=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predict_clouds(model, processor, clouds, config)
+    assert [str(w.message) for w in caught if issubclass(w.category, FutureWarning)] == []

@@ -32,6 +32,7 @@ from spacelm.arrange.config import ArrangeArgs, trl_config
 from spacelm.arrange.generate import generate_tasks
 from spacelm.arrange.prompts import compact_answer, compact_prompt
 from spacelm.arrange.task import CompletionRecord
+from spacelm.errors import ArgumentError
 
 POLICY = {"hidden_size": 128, "num_layers": 4, "num_heads": 4, "vocab_size": 1000}
 SFT = {"per_device_train_batch_size": 8, "learning_rate": 1e-3, "lr_scheduler_type": "constant",
@@ -96,7 +97,7 @@ def run_demo(output_dir: str | Path = "out/arrange_demo", *, minutes: float = 30
     figures["policies"]["base"] = _evaluate(base, test, args, console, "base")
     train_s = minutes * 60 - (time.monotonic() - start) - EVAL_RESERVE_S
     if train_s < 30:
-        raise ValueError(f"a {minutes}-minute budget leaves {train_s:.0f} s for training; give more")
+        raise ArgumentError(f"a {minutes}-minute budget leaves {train_s:.0f} s for training; give more")
     grpo_s = (1 - SFT_SHARE) * train_s / (2 if multiturn else 1)
 
     progress = RunProgress("sft", seconds=SFT_SHARE * train_s, console=console)

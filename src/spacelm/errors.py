@@ -14,6 +14,11 @@ class SpacelmError(Exception):
     """Bad input: a file, line, field or option that breaks its documented format."""
 
 
+class ArgumentError(SpacelmError, ValueError):
+    """An argument or option outside what it accepts (``--shard 3/2``, an unknown ``--source``, a budget
+    too small); the message names the argument and what is allowed."""
+
+
 class InputDecodeError(SpacelmError, ValueError):
     """A text file that is not UTF-8; the message names the file and the byte offset."""
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import csv
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spacelm.errors import decode_error
 from spacelm.scene.language import Diagnostic, read_layout
 from spacelm.scene.layout import Layout
 from spacelm.scene.metrics import EvalResult, evaluate_scenes
+from spacelm.scene.table import TableError
 
 
 @dataclass(frozen=True)
@@ -26,13 +29,19 @@ class LoadedScenes:
 def read_metadata_ids(path: str | Path) -> list[str]:
     """Scene ids from a CSV with an ``id`` column (SpatialLM's ``test.csv``)."""
     path = Path(path)
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None or "id" not in reader.fieldnames:
-            raise ValueError(f"{path}: expected a CSV header with an 'id' column, got {reader.fieldnames}")
-        ids = [row["id"].strip() for row in reader]
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames is None or "id" not in reader.fieldnames:
+                raise TableError(f"{path}: expected a CSV header with an 'id' column, got {reader.fieldnames}")
+            ids = [row["id"].strip() for row in reader]
+    except UnicodeDecodeError as e:
+        raise decode_error(path, e, TableError) from None
     if not ids:
-        raise ValueError(f"{path}: no scene ids")
+        raise TableError(f"{path}: no scene ids")
+    repeated = sorted(i for i, n in Counter(ids).items() if n > 1)
+    if repeated:  # evaluate_scenes would refuse them without naming the file
+        raise TableError(f"{path}: scene id(s) listed twice: {', '.join(repeated[:5])}")
     return ids
 
 

@@ -69,7 +69,8 @@ class FakeServer:
                     call = server.calls
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
-                    server.requests.append((self.path, dict(self.headers), body))
+                    server.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()},
+                                            body))
                 try:
                     server.stop.wait(server.delay)
                     self._respond(call)
@@ -140,7 +141,7 @@ def test_scores_and_request(task, layout):
     assert (result.score, result.reason, result.attempts, result.cached) == (39.0, None, 1, False)
     assert result.grades["layout_and_furniture"] == 7.0 and result.comments
     path, headers, body = server.requests[0]
-    assert path == "/v1/chat/completions" and headers["Authorization"] == "Bearer sk-test"
+    assert path == "/v1/chat/completions" and headers["authorization"] == "Bearer sk-test"
     assert body["model"] == "test-vlm" and body["temperature"] == 0.0
     text, *images = body["messages"][0]["content"]
     assert task.preference in text["text"] and "JSON" in text["text"]
@@ -242,7 +243,14 @@ def test_environment_is_read_at_call_time(task, layout, monkeypatch):
         [result] = run(judge, [layout()], task)
     _, headers, body = server.requests[0]
     assert result.score == 39.0 and body["model"] == "env-vlm"
-    assert headers["Authorization"] == "Bearer sk-env"
+    assert headers["authorization"] == "Bearer sk-env"
+
+
+def test_no_key_sends_no_authorization(task, layout, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with FakeServer() as server:
+        [result] = run(Judge(config(server, api_key=None)), [layout()], task)
+    assert result.score == 39.0 and "authorization" not in server.requests[0][1]
 
 
 def test_fits_arrange_reward(task, layout):

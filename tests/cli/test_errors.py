@@ -74,3 +74,76 @@ def test_fixed_rotation_scores_metaspatials_own_answers(tmp_path):
         scores = json.loads(out.read_text())
         assert scores["completions"][0]["format"] == fmt  # the tier: 0.5 is "a field is missing"
         assert scores["mean"]["format"] == (fmt == 1.0)  # the share of valid completions
+
+
+def _run_main(monkeypatch, *args):
+    """``main()`` in this process: the exit code (0 when it returns)."""
+    monkeypatch.delenv("SPACELM_DEBUG", raising=False)
+    monkeypatch.setattr(sys, "argv", ["spacelm", *map(str, args)])
+    try:
+        main()
+    except SystemExit as e:
+        return e.code
+    return 0
+
+
+@pytest.mark.parametrize("case", ["train config", "eval metadata", "convert option", "arrange option"])
+def test_user_errors_in_configs_files_and_options_are_one_line(tmp_path, monkeypatch, capsys, case):
+    (tmp_path / "gt").mkdir()
+    config, metadata = tmp_path / "run.yaml", tmp_path / "test.csv"
+    config.write_text("output_dir: out\nseed: 0\nnope: 1\n")
+    metadata.write_text("id\nroom0\nroom0\n")
+    args, expected = {
+        "train config": (["train", config], f"error: {config}: nope: unknown key (known: output_dir,"),
+        "eval metadata": (["eval", "--gt", tmp_path / "gt", "--pred", tmp_path / "gt", "--metadata", metadata],
+                          f"error: {metadata}: scene id(s) listed twice: room0"),
+        "convert option": (["data", "convert", "--source", "vla3d", "--input", tmp_path, "--output",
+                            tmp_path / "out", "--label-set", "nope"],
+                           "error: label_set must be one of ('nyu40', 'spatiallm59'), got 'nope'"),
+        "arrange option": (["arrange", "eval", "--tasks", tmp_path / "tasks.jsonl"],
+                           "error: give exactly one of --completions FILE (score them) and --model DIR"),
+    }[case]
+    assert _run_main(monkeypatch, *args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(expected) and len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+
+
+def test_a_plain_value_error_from_library_code_is_a_bug_with_its_traceback(files):
+    # A ValueError that no input check raised (here: one patched into the task reader) is a bug.
+    tasks, completions = files
+    code = ("import spacelm.arrange.task as t\n"
+            "def broken(path): raise ValueError('an internal invariant broke')\n"
+            "t.read_tasks = broken\n"
+            "from spacelm.cli.app import main; main()")
+    cmd = [sys.executable, "-c", code, "arrange", "eval", "--tasks", str(tasks), "--completions", str(completions)]
+    environment = {k: v for k, v in os.environ.items() if k != "SPACELM_DEBUG"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                          env={**environment, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 1 and "Traceback (most recent call last)" in done.stderr
+    assert "ValueError: an internal invariant broke" in done.stderr and "error:" not in done.stderr
+
+
+def test_a_plain_value_error_propagates_from_main(tmp_path, monkeypatch):
+    import spacelm.evaluate
+
+    def broken(*args, **kwargs):
+        raise ValueError("not an input error")
+
+    monkeypatch.setattr(spacelm.evaluate, "evaluate_dirs", broken)
+    with pytest.raises(ValueError, match="not an input error"):
+        _run_main(monkeypatch, "eval", "--gt", tmp_path, "--pred", tmp_path)
+
+
+def test_input_error_classes_are_spacelm_errors_and_value_errors():
+    from spacelm.arrange.generate import generate_tasks
+    from spacelm.datasets.convert import source_module
+    from spacelm.errors import ArgumentError, SpacelmError
+    from spacelm.scene.categories import label_mapping
+    from spacelm.scene.quantize import Quantizer
+
+    for call in (lambda: source_module("nope"), lambda: label_mapping("nyu40", "nope"),
+                 lambda: Quantizer(0), lambda: generate_tasks(1, 0, "nope")):
+        with pytest.raises(ArgumentError) as caught:
+            call()
+        assert isinstance(caught.value, SpacelmError) and isinstance(caught.value, ValueError)

@@ -2,6 +2,7 @@ import csv
 import json
 import os
 import types
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from spacelm.datasets.store import (
     read_manifest,
 )
 from spacelm.datasets.synthetic import SynthConfig
+from spacelm.errors import ArgumentError
 from spacelm.points.ply import read_ply
 from spacelm.scene import Box, Layout, Wall
 from spacelm.scene.language import parse_layout, read_layout
@@ -147,6 +149,18 @@ def test_synthesize_with_generator_knobs(tmp_path):
     convert.synthesize_dataset(dense, 3, seed=5, synth=synth, density=100.0, show_progress=False)
     ratio = dataset_stats(dense)["points"] / stats["points"]
     assert 1.8 < ratio < 2.2  # same rooms, twice the density
+
+
+def test_a_rerun_with_other_generator_settings_is_refused_not_mixed(tmp_path):
+    out = tmp_path / "synth"
+    few = SynthConfig(density=50.0, categories=("bed", "sofa"), boxes=(1, 2))
+    convert.synthesize_dataset(out, 2, seed=5, synth=few, show_progress=False)
+    assert convert.synthesized_with(out)["categories"] == ["bed", "sofa"]
+    assert convert.synthesize_dataset(out, 2, seed=5, synth=few, show_progress=False)["skipped"] == 2
+    with pytest.raises(ArgumentError, match=r"other generator settings \(categories: \['bed', 'sofa'\] -> None"):
+        convert.synthesize_dataset(out, 3, seed=5, synth=replace(few, categories=None), show_progress=False)
+    assert dataset_stats(out)["samples"] == 2  # nothing was added
+    assert convert.synthesized_with(tmp_path / "nothing") is None
 
 
 def _files(root):

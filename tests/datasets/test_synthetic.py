@@ -276,3 +276,16 @@ def test_voxel_size_keeps_one_point_per_voxel():
     keys = np.floor(r.xyz / 0.05).astype(np.int64)
     assert len(np.unique(keys, axis=0)) == len(r.xyz)
     assert len(r.xyz) < len(synth_room(4).xyz) and r.layout == synth_room(4).layout
+
+
+def test_categories_restrict_the_boxes_and_all_of_them_change_nothing():
+    few = ("bed", "sofa", "wardrobe", "desk")
+    config = SynthConfig(categories=few, boxes=(2, 6))
+    labels = collections.Counter(b.label for i in range(60) for b in synth_layout(room_seed(5, i), config).layout.boxes)
+    assert set(labels) == set(few)  # every kept class occurs, nothing else does
+    everything = SynthConfig(categories=tuple(CATALOGUE))
+    for i in range(20):
+        assert synth_layout(room_seed(5, i), everything).layout == synth_layout(room_seed(5, i)).layout
+    for bad in ((), ("bed", "unicorn")):
+        with pytest.raises(ValueError, match="categories"):
+            SynthConfig(categories=bad)

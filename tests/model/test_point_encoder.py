@@ -168,3 +168,17 @@ def test_duplicate_voxel_rows_are_refused():
 def test_count_tokens_refuses_spans_its_keys_cannot_hold():
     with pytest.raises(ValueError, match="too many to count"):
         count_tokens(torch.tensor([[0, 0, 0], [2**60, 0, 0]]))
+
+
+def test_stem_kernel_is_configuration():
+    config = PointEncoderConfig(channels=(4, 4, 4, 4, 4), embed_dim=8, num_bins=64, stem_kernel=3)
+    encoder = PointEncoder(config)
+    stem = encoder.sparse_resnet.stem[0][0]
+    assert stem.kernel.shape[0] == 27  # 3^3 offsets against 7^3 = 343 for SceneScript's stem
+    out = encoder(torch.tensor([[0, 0, 0, 0], [0, 40, 3, 2]]), torch.zeros(2, 6))
+    assert out.features.shape == (2, 8)
+    assert PointEncoderConfig.from_dict(config.to_dict()) == config
+    assert PointEncoderConfig.from_dict({k: v for k, v in config.to_dict().items() if k != "stem_kernel"}
+                                        ).stem_kernel == 7  # configs saved before the knob load as before
+    with pytest.raises(ValueError, match="stem_kernel"):
+        PointEncoderConfig(stem_kernel=4)

@@ -133,3 +133,12 @@ def test_fsdp_is_refused_where_the_embedding_row_mask_is_needed(tmp_path):
     with pytest.raises(ValueError, match="stage 2 with LoRA"):
         check_distribution(trainer, "2", LoraArgs())
     check_distribution(trainer, "2", None)  # the whole model trains: no mask, FSDP is fine
+
+
+@pytest.mark.skipif(torch.accelerator.is_available(), reason="checks the CPU-only case")
+def test_bf16_on_a_cpu_only_machine_is_cpu_autocast_not_a_refusal(tmp_path):
+    config = config_from_dict({"output_dir": str(tmp_path), "bf16": True, "logging": {"report_to": ["none"]},
+                               "stage2": {"max_steps": 2}})
+    args = training_arguments(config, "2", show_progress=False)  # transformers refused this before use_cpu
+    assert args.bf16 and args.use_cpu
+    assert not training_arguments(config_from_dict({"output_dir": str(tmp_path)}), "2", show_progress=False).use_cpu

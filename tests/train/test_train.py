@@ -206,7 +206,7 @@ def test_quickstart_yaml_matches_the_quickstart_defaults(tmp_path):
     in_code = quickstart_config(tmp_path, train_dir="data/quickstart/train", val_dir="data/quickstart/val",
                                 stage1_minutes=from_yaml.stage1.time_limit_minutes,
                                 stage2_minutes=from_yaml.stage2.time_limit_minutes)
-    for part in ("model", "stage1", "stage2", "data"):
+    for part in ("model", "stage1", "stage2", "data", "validation"):
         assert getattr(from_yaml, part) == getattr(in_code, part), part
 
 
@@ -378,3 +378,35 @@ def test_answer_loss_is_the_models_loss_and_a_same_cloud_swap_changes_nothing(da
     reliance = cloud_reliance(model, processor, shared)
     assert reliance.gain == pytest.approx(0.0, abs=1e-6) and reliance.rooms == 2
     assert cloud_reliance(model, processor, rooms).gain != pytest.approx(0.0, abs=1e-6)
+
+
+def test_task_mix_draws_a_request_per_example_and_leaves_augmentation_alone(dataset, base_lm):
+    config = make_config("unused", dataset, base_lm)
+    _, processor = initial_model(config, "1")
+    plain = LayoutDataset([dataset], processor, split="train", augment=config.data.augment, seed=3)
+    mixed = LayoutDataset([dataset], processor, split="train", augment=config.data.augment, seed=3,
+                          task_mix={"arch": 1.0, "all": 1.0})
+    arch_only = LayoutDataset([dataset], processor, split="train", augment=config.data.augment, seed=3,
+                              task_mix={"arch": 1.0})
+
+    def request_and_answer(example):
+        """(the request asks for boxes, the answer holds one)"""
+        start = next(i for i, label in enumerate(example["labels"]) if label != -100)
+        request = processor.tokenizer.decode(example["input_ids"][:start]).split("Detect ")[-1].split(".")[0]
+        return "boxes" in request, "=Bbox(" in processor.tokenizer.decode(example["input_ids"][start:])
+
+    seen = set()
+    for epoch in range(4):
+        for rooms in (plain, mixed, arch_only):
+            rooms.set_epoch(epoch)
+        for i in range(len(plain)):
+            example, arch = mixed[i], arch_only[i]
+            np.testing.assert_array_equal(example["point_features"], plain[i]["point_features"])
+            assert request_and_answer(arch) == (False, False)  # walls, doors, windows asked and answered
+            asks_boxes, has_boxes = request_and_answer(example)
+            assert asks_boxes == has_boxes  # the answer holds what the request asks for
+            seen.add(asks_boxes)
+            assert mixed[i]["input_ids"] == example["input_ids"]  # repeatable per (seed, epoch, index)
+    assert seen == {True, False}
+    with pytest.raises(ConfigError, match="data.task_mix"):
+        config_from_dict({"data": {"task_mix": {"arch": 1.0, "walls": 1.0}}})

@@ -44,6 +44,7 @@ from spacelm.arrange.task import (
     task_to_dict,
     write_tasks,
 )
+from spacelm.errors import ArgumentError
 from spacelm.io import atomic_write_text
 
 SPLITS = ("train", "test")
@@ -113,11 +114,11 @@ def generate_tasks(n: int, seed: int, split: str = "train", *,
     ['gen0_000001_office', 'gen0_000003_office']
     """
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        raise ArgumentError(f"split must be one of {SPLITS}, got {split!r}")
     kinds = tuple(room_types or ROOM_TYPES)
     unknown = [k for k in kinds if k not in ROOM_TYPES]
     if unknown:
-        raise ValueError(f"unknown room types {unknown}; expected some of {tuple(ROOM_TYPES)}")
+        raise ArgumentError(f"room_types: unknown room types {unknown}; expected some of {tuple(ROOM_TYPES)}")
     out, index = [], 0
     while len(out) < n:
         rng = np.random.default_rng([seed, index])
@@ -143,7 +144,7 @@ def generate_task(room_type: str, size: tuple[float, float, float] | None = None
     """One task of ``room_type`` (size ``(L, W, H)`` m, drawn from the type's range if None), with
     at most ``max_objects`` objects (None: as many as the template draws)."""
     if max_objects is not None and max_objects < 1:
-        raise ValueError(f"max_objects must be >= 1, got {max_objects}")
+        raise ArgumentError(f"max_objects must be >= 1, got {max_objects}")
     kind = ROOM_TYPES[room_type]
     if size is not None and min(size) <= 0:
         raise ValueError(f"{task_id}: room size must be positive, got {size}")

@@ -6,12 +6,13 @@ grade it 1-10 on five aspects with IDesign's evaluator prompt; S is the sum of t
 - the built-in renderer draws the layout in its real room (``config.views``: a corner view and a
   labelled plan by default; boxes coloured by category, so "colour scheme and materials" grades
   what the boxes show, a part of the reward MetaSpatial also found fixed by its assets);
-- any OpenAI-compatible chat-completions endpoint grades it: GPT-4o, or a local vLLM or Ollama
-  server (``JudgeConfig``; model, base URL and key fall back to ``SPACELM_JUDGE_MODEL``,
-  ``SPACELM_JUDGE_BASE_URL`` and ``OPENAI_API_KEY``, read when a batch is judged);
+- any OpenAI-compatible chat-completions endpoint grades it, through the ``openai`` client
+  (the ``arrange`` extra): GPT-4o, or a local vLLM or Ollama server (``JudgeConfig``; model, base
+  URL and key fall back to ``SPACELM_JUDGE_MODEL``, ``SPACELM_JUDGE_BASE_URL`` and
+  ``OPENAI_API_KEY``, read when a batch is judged);
 - requests of a batch run in a thread pool of ``max_concurrency``, each attempt with a deadline
   (``timeout_s`` for the whole exchange, so a server dripping bytes cannot hold it longer) and
-  exponential backoff on 408, 429, 5xx, timeouts and connection errors;
+  exponential backoff on 408, 409, 429, 5xx, timeouts and connection errors;
 - answers are cached on disk (``cache_dir``) under the sha256 of the request (images, rubric with
   the preference, model and sampling settings), written atomically;
 - the answer is parsed leniently (a JSON object in a code fence or among prose) and every grade
@@ -38,10 +39,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from spacelm.arrange.answer import Placement, to_layout
-from spacelm.arrange.chat_http import post_chat
+from spacelm.arrange.chat_http import open_client, post_chat
 from spacelm.arrange.rewards import parse_all
 from spacelm.arrange.task import ArrangeTask
-from spacelm.errors import SpacelmError
+from spacelm.errors import ArgumentError, SpacelmError
 from spacelm.io import atomic_write_text
 from spacelm.render import render
 
@@ -79,7 +80,8 @@ class JudgeConfig:
     render_backend / render_engine: ``render``'s backend ("builtin", or "blender" after ``make blender``)
     and Blender engine ("workbench" or "cycles").
     timeout_s: deadline of one HTTP attempt, connection to last byte. max_retries: attempts
-    after the first on retryable failures; the n-th retry waits ``backoff_s * 2**(n-1)`` seconds
+    after the first on the failures the ``openai`` client counts as transient (408, 409, 429, 5xx,
+    timeouts, connection errors); the n-th retry waits ``backoff_s * 2**(n-1)`` seconds
     (jittered, at most ``max_backoff_s``, at least a server's ``Retry-After``).
     max_concurrency: requests in flight per batch.
     temperature: None leaves the server's default (MetaSpatial's choice); 0 makes caching sound.
@@ -108,7 +110,7 @@ class JudgeConfig:
                   "backoff_s": self.backoff_s >= 0, "max_concurrency": self.max_concurrency >= 1}
         bad = [f"{name}={getattr(self, name)!r}" for name, ok in checks.items() if not ok]
         if bad:
-            raise ValueError(f"invalid JudgeConfig: {', '.join(bad)}")
+            raise ArgumentError(f"invalid JudgeConfig: {', '.join(bad)}")
 
     def resolved(self) -> JudgeConfig:
         """This config with the environment fallbacks filled in (read now, not at import)."""
@@ -182,8 +184,9 @@ class Judge:
         results = {k: j for k in unique if (j := _cache_read(config, k)) is not None}
         todo = [k for k in unique if k not in results]
         if todo:
-            with ThreadPoolExecutor(max_workers=min(config.max_concurrency, len(todo))) as pool:
-                done = pool.map(lambda k: _ask(config, unique[k], k), todo)
+            with open_client(config.base_url, config.api_key, config.timeout_s) as client, \
+                    ThreadPoolExecutor(max_workers=min(config.max_concurrency, len(todo))) as pool:
+                done = pool.map(lambda k: _ask(client, config, unique[k], k), todo)
                 results.update(zip(todo, done))
         for (task, _), key in zip(layouts, keys):
             if results[key].score is None:
@@ -318,12 +321,11 @@ def _grade(value, key: str) -> float | None:
     return float(value)
 
 
-def _ask(config: JudgeConfig, payload: dict, key: str) -> Judgement:
+def _ask(client, config: JudgeConfig, payload: dict, key: str) -> Judgement:
     """One request with retries, parsed; cached when it gave a score."""
-    text, reason, attempts = post_chat(
-        config.base_url, json.dumps(payload).encode("utf-8"), api_key=config.api_key,
-        timeout_s=config.timeout_s, max_retries=config.max_retries, backoff_s=config.backoff_s,
-        max_backoff_s=config.max_backoff_s)
+    text, reason, attempts = post_chat(client, payload, timeout_s=config.timeout_s,
+                                       max_retries=config.max_retries, backoff_s=config.backoff_s,
+                                       max_backoff_s=config.max_backoff_s)
     if text is None:
         return Judgement(None, reason=reason, attempts=attempts)
     try:
@@ -355,3 +357,4 @@ def _cache_write(config: JudgeConfig, key: str, text: str, grades: dict) -> None
     if path is not None:
         atomic_write_text(path, json.dumps({"model": config.model, "answer": text,
                                             "grades": grades, "score": score_of(grades)}))
+

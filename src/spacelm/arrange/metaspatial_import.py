@@ -207,6 +207,7 @@ def read_parquet(path: str | os.PathLike, *, image_dir: str | os.PathLike | None
     records that path; without it, images are not read.
     """
     try:
+        import pyarrow
         import pyarrow.parquet as pq  # optional: only this reader needs it
     except ImportError as e:
         raise ImportError("reading MetaSpatial parquet files needs pyarrow (pip install pyarrow)") from e
@@ -214,8 +215,14 @@ def read_parquet(path: str | os.PathLike, *, image_dir: str | os.PathLike | None
     tasks, failures = [], []
     name = os.path.basename(os.fspath(path))
     columns = ["problem", "answer"] + (["images"] if image_dir is not None else [])
-    rows = (r for batch in pq.ParquetFile(path).iter_batches(batch_size=64, columns=columns)
-            for r in batch.to_pylist())
+    try:
+        parquet = pq.ParquetFile(path)
+    except pyarrow.ArrowException as e:  # ArrowInvalid is a ValueError, but names no file
+        raise TaskError(f"{path}: not a parquet file ({e})") from None
+    missing = [c for c in columns if c not in parquet.schema_arrow.names]
+    if missing:
+        raise TaskError(f"{path}: no {', '.join(missing)} column; MetaSpatial's files have {', '.join(columns)}")
+    rows = (r for batch in parquet.iter_batches(batch_size=64, columns=columns) for r in batch.to_pylist())
     for index, row in enumerate(rows):
         try:
             task = task_from_row(row)

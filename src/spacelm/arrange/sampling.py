@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from spacelm.arrange.config import read_policy_info
 from spacelm.arrange.prompts import build_messages
 from spacelm.arrange.task import ArrangeTask, CompletionRecord
+from spacelm.errors import ArgumentError
 from spacelm.io import atomic_write_text
 
 
@@ -31,12 +32,13 @@ def generate_completions(model_path: str | os.PathLike, tasks: Sequence[ArrangeT
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if samples < 1 or batch_size < 1:
-        raise ValueError(f"samples and batch_size must be >= 1, got {samples} and {batch_size}")
+        raise ArgumentError(f"samples and batch_size must be >= 1, got {samples} and {batch_size}")
     if temperature == 0 and samples > 1:
-        raise ValueError("greedy decoding (temperature 0) gives the same completion every time; use samples=1")
+        raise ArgumentError("greedy decoding (temperature 0) gives the same completion every time; use samples=1")
     tokenizer = AutoTokenizer.from_pretrained(model_path, padding_side="left")
     if not tokenizer.chat_template:
-        raise ValueError(f"{model_path}: the tokenizer has no chat template; arrange prompts are chat messages")
+        raise ArgumentError(f"{model_path}: the tokenizer has no chat template; arrange prompts are chat "
+                            "messages")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     if device == "auto":

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from spacelm.arrange.generate import SPLITS
-from spacelm.errors import SpacelmError
+from spacelm.errors import ArgumentError, SpacelmError
 from spacelm.render.images import BACKENDS as RENDER_BACKENDS
 from spacelm.train.args import STAGES, TASKS
 
@@ -209,12 +209,29 @@ def data_synth(
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
     val_fraction: Annotated[float, typer.Option(help="Share of rooms put in the val split.")] = 0.1,
     density: Annotated[Optional[float], typer.Option(help="Points per m^2 of surface (default 1000).")] = None,
+    categories: Annotated[Optional[str], typer.Option(
+        help="Comma-separated furniture classes the rooms may hold (default: all 33), e.g. the quickstart's "
+             "bed,sofa,wardrobe,bookcase,dining_table,desk,refrigerator,cupboard.")] = None,
+    boxes: Annotated[Optional[str], typer.Option(help="Boxes per room as MIN-MAX (default 3-15).")] = None,
 ) -> None:
     """Synthesise procedural rooms (rectangular and L-shaped, doors, windows, furniture) with points."""
     from spacelm.datasets.convert import synthesize_dataset
+    from spacelm.datasets.synthetic import SynthConfig
 
+    knobs = {}
+    if categories is not None:
+        knobs["categories"] = tuple(name.strip() for name in categories.split(",") if name.strip())
+    if boxes is not None:
+        low, _, high = boxes.partition("-")
+        if not (low.strip().isdigit() and high.strip().isdigit() and int(low) <= int(high)):
+            raise ArgumentError(f"--boxes must be MIN-MAX with 0 <= MIN <= MAX, got {boxes!r}")
+        knobs["boxes"] = (int(low), int(high))
+    try:
+        synth = SynthConfig(**knobs)
+    except ValueError as e:
+        raise ArgumentError(f"--categories: {e}") from None
     summary = synthesize_dataset(output, rooms, seed=seed, workers=workers, val_fraction=val_fraction,
-                                 density=density)
+                                 density=density, synth=synth)
     _print_summary(summary, output)
 
 
@@ -362,7 +379,7 @@ def arrange_import(
     from spacelm.arrange.task import write_tasks
 
     if source != "metaspatial":
-        raise ValueError(f"unknown source {source!r}; only 'metaspatial' is supported")
+        raise ArgumentError(f"--source: unknown source {source!r}; only 'metaspatial' is supported")
     result = read_parquet(input, image_dir=image_dir)
     for failure in result.failures:
         err_console.print(f"[yellow]skipped[/yellow] {escape(failure.where)}: {escape(failure.reason)}",
@@ -414,7 +431,7 @@ def arrange_eval(
                                       max_concurrency=judge_concurrency, render_backend=judge_render),
                           require_rotation=not fixed_rotation)
     if (completions is None) == (model is None):
-        raise ValueError("give exactly one of --completions FILE (score them) and --model DIR (generate)")
+        raise ArgumentError("give exactly one of --completions FILE (score them) and --model DIR (generate)")
     task_list = read_tasks(tasks)
     if model is not None:
         records = _generate_arrange(model, task_list, samples, temperature, max_new_tokens)
@@ -494,9 +511,11 @@ def _generate_arrange(model: Path, tasks, samples: int, temperature: float, max_
 
 
 # Errors that mean "your input is wrong": shown as one line naming the file/field, exit code 2.
-# SpacelmError is what spacelm's readers raise; plain ValueError stays because argument checks
-# (here and in libraries) raise it. Anything else is a bug and shows its traceback.
-USER_ERRORS = (SpacelmError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
+# SpacelmError is what spacelm's readers and argument checks raise. The OSErrors are about a path
+# the user named (a missing input, an output that exists, no permission) and name it; spacelm
+# raises FileNotFoundError/FileExistsError for those on purpose. Anything else, plain ValueError
+# included, is a bug and shows its traceback.
+USER_ERRORS = (SpacelmError, FileNotFoundError, FileExistsError, NotADirectoryError,
                IsADirectoryError, PermissionError)
 
 

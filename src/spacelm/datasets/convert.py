@@ -12,13 +12,14 @@ many machines can share the work under any scheduler (e.g. ``--shard $SLURM_ARRA
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import threading
 import time
 import traceback
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import replace
+from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
 
@@ -30,9 +31,13 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from spacelm.datasets.rooms import RoomSample, filter_boxes
+from spacelm.datasets.rooms import LABEL_SETS, RoomSample, filter_boxes
 from spacelm.datasets.store import DatasetWriter, finalize, write_sample
 from spacelm.datasets.synthetic import SynthConfig
+from spacelm.errors import ArgumentError
+from spacelm.io import atomic_write_text
+
+SYNTH_SETTINGS = "synth_settings.json"  # beside synthesised rooms: a rerun must not mix generators
 
 # CLI source name -> module in spacelm.datasets (each file holds one converter).
 SOURCES = {
@@ -44,7 +49,7 @@ SOURCES = {
 
 def source_module(source: str):
     if source not in SOURCES:
-        raise ValueError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
+        raise ArgumentError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
     return importlib.import_module(f"spacelm.datasets.{SOURCES[source]}")
 
 
@@ -54,6 +59,8 @@ def convert_dataset(source: str, input_dir: str | os.PathLike, output_dir: str |
                     show_progress: bool = True) -> dict:
     """Convert every scene of ``input_dir`` (this shard's share) into ``output_dir``; return a summary."""
     module = source_module(source)
+    if label_set not in LABEL_SETS:  # checked here too: each scene's failure would only be recorded
+        raise ArgumentError(f"label_set must be one of {LABEL_SETS}, got {label_set!r}")
     input_dir = Path(input_dir)
     if not input_dir.is_dir():
         raise FileNotFoundError(f"{input_dir}: not a directory")
@@ -75,14 +82,29 @@ def synthesize_dataset(output_dir: str | os.PathLike, rooms: int, *, seed: int =
     ``synth``: the generator's knobs (None: its defaults); ``density``, points per m^2 of surface,
     overrides ``synth.density``."""
     if density is not None and density <= 0:
-        raise ValueError(f"density must be > 0 points per m^2, got {density}")
+        raise ArgumentError(f"density must be > 0 points per m^2, got {density}")
     synth = synth or SynthConfig()
     if density is not None:
         synth = replace(synth, density=density)
+    settings = json.loads(json.dumps(asdict(synth)))  # tuples as lists, as read back
+    earlier = synthesized_with(output_dir)
+    if earlier is not None and earlier != settings:
+        changed = ", ".join(f"{k}: {earlier.get(k)} -> {v}" for k, v in settings.items() if earlier.get(k) != v)
+        raise ArgumentError(f"{output_dir} holds rooms of other generator settings ({changed}); choose another "
+                            "output folder or delete it")
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(output_dir) / SYNTH_SETTINGS, json.dumps(settings, indent=1) + "\n")
     keys = {f"synth/{seed}/{i:06d}": (seed, i) for i in range(rooms)}
     work = partial(_synthesize_room, str(output_dir), synth)
     return _run(keys, work, output_dir, workers=workers, shard=None, val_fraction=val_fraction,
                 show_progress=show_progress, description="synthesising rooms")
+
+
+def synthesized_with(output_dir: str | os.PathLike) -> dict | None:
+    """The generator settings (``SynthConfig`` fields) a folder's rooms were synthesised with; None for a
+    folder without rooms or made before spacelm recorded them."""
+    path = Path(output_dir) / SYNTH_SETTINGS
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def _run(keys: dict, work, output_dir, *, workers: int, shard, val_fraction: float,
@@ -92,7 +114,7 @@ def _run(keys: dict, work, output_dir, *, workers: int, shard, val_fraction: flo
     if shard is not None:
         index, count = shard
         if not (count > 0 and 0 <= index < count):
-            raise ValueError(f"shard must be I/N with 0 <= I < N, got {index}/{count}")
+            raise ArgumentError(f"shard must be I/N with 0 <= I < N, got {index}/{count}")
         todo = todo[index::count]
     done = writer.done_scenes()
     pending = [k for k in todo if k not in done]

@@ -36,7 +36,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from spacelm.datasets.rooms import RoomSample
+from spacelm.datasets.rooms import ConversionError, RoomSample
 from spacelm.io import atomic_write_text
 from spacelm.points.ply import PointCloud, write_ply
 from spacelm.scene.language import format_layout, task_instruction
@@ -214,7 +214,7 @@ def _read_jsonl_glob(root: Path, pattern: str):
                 try:
                     yield json.loads(line)
                 except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{number}: not a JSON line ({e.msg})") from None
+                    raise ConversionError(f"{path}:{number}: not a JSON line ({e.msg})") from None
 
 
 def _drop_unrecorded_rows(manifest: Path, scenes: Path) -> None:

@@ -80,8 +80,19 @@ class SynthConfig:
     windows: tuple[int, int] = (0, 3)
     boxes: tuple[int, int] = (3, 15)  # also capped by floor area, 3 + 1 per 2.5 m^2
     free_yaw_prob: float = 0.1  # free-standing boxes at an arbitrary yaw instead of a quarter turn
+    # Box categories the rooms may hold (names of the furniture catalogue); None: all 33. Each room type
+    # keeps its anchors and draw weights restricted to these; a type left with none draws them evenly.
+    categories: tuple[str, ...] | None = None
     max_offset: float = 2.0  # random x/y shift of the room's minimum corner
     voxel_size: float | None = None  # keep one point per voxel (unshifted grid); None keeps all
+
+    def __post_init__(self) -> None:
+        if self.categories is not None:
+            object.__setattr__(self, "categories", tuple(self.categories))
+            unknown = sorted(set(self.categories) - set(CATALOGUE))
+            if not self.categories or unknown:
+                raise ValueError(f"categories must be a non-empty subset of the catalogue "
+                                 f"({', '.join(BOX_LABELS)}); unknown: {unknown or 'none given'}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -272,9 +283,11 @@ def _furnish(rng, room: _Room, room_type: str, cfg: SynthConfig) -> list[Box]:
     kind = ROOM_TYPES[room_type]
     area = shapely.Polygon(room.a).area
     target = min(int(rng.integers(cfg.boxes[0], cfg.boxes[1] + 1)), 3 + int(area / 2.5))
-    names = list(kind.weights)
-    p = np.array([kind.weights[k] for k in names], dtype=float)
-    draws = [(name, 50) for name in kind.anchors]
+    allowed = set(CATALOGUE if cfg.categories is None else cfg.categories)
+    weights = {k: w for k, w in kind.weights.items() if k in allowed} or dict.fromkeys(sorted(allowed), 1.0)
+    names = list(weights)
+    p = np.array([weights[k] for k in names], dtype=float)
+    draws = [(name, 50) for name in kind.anchors if name in allowed]
     draws += [(names[j], 5) for j in rng.choice(len(names), size=8 * target, p=p / p.sum())]
     for name, tries in draws:
         if len(room.boxes) >= target:

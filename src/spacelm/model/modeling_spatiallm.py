@@ -19,6 +19,8 @@ so Qwen2, Llama or any other causal LM works unchanged; its keys sit under ``lan
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
 
 import torch
 from torch import Tensor, nn
@@ -28,6 +30,7 @@ from transformers import (
     GenerationMixin,
     PreTrainedModel,
 )
+from transformers.utils import logging
 
 from spacelm.model.configuration_spatiallm import PROJECTORS, SpatialLMConfig
 from spacelm.model.point_encoder import PointEncoder
@@ -39,6 +42,8 @@ from spacelm.model.point_tokens import (  # noqa: F401  (POINT_*_TOKEN re-export
     POINT_TOKENS,
 )
 from spacelm.model.sonata import Sonata
+
+logger = logging.get_logger(__name__)
 
 
 def build_projector(kind: str, in_dim: int, hidden_size: int) -> nn.Module:
@@ -74,7 +79,7 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
     # bf16/fp16 loads keep the encoder in float32 (the non-strict list only covers fp16).
     _keep_in_fp32_modules = ["point_encoder"]
     _keep_in_fp32_modules_strict = ["point_encoder"]
-    _skip_keys_device_placement = ["past_key_values"]
+    _skip_keys_device_placement = ["cache", "past_key_values"]
     # Attention lives in the language model; these only let its implementation be chosen through us.
     _supports_sdpa = True
     _supports_flash_attn = True
@@ -120,12 +125,15 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
     # ---- dtype policy ----------------------------------------------------------------------------
 
     def _apply(self, fn, *args, **kwargs):
-        # ``model.to(torch.bfloat16)`` / ``.half()`` (or a DeepSpeed engine doing it) would cast the encoder
-        # too; it must stay float32, so undo that after any cast. Device moves are unaffected.
+        # ``_keep_in_fp32_modules`` covers loading only; ``model.to(torch.bfloat16)`` / ``.half()`` after it
+        # (a DeepSpeed ZeRO engine with bf16 does this) would cast the encoder too. It must stay float32, so
+        # undo that after any cast, and say so once. Device moves are unaffected.
         super()._apply(fn, *args, **kwargs)
         encoder = getattr(self, "point_encoder", None)  # absent while __init__ runs
         if encoder is not None and any(p.dtype != torch.float32 for p in encoder.parameters()):
             encoder.float()
+            logger.warning_once("the point encoder stays float32 (as SpatialLM's point backbone); the "
+                                "cast applies to the language model and projector")
         return self
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -172,10 +180,10 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
         mask = pad_mask.unsqueeze(-1).expand_as(inputs_embeds).to(inputs_embeds.device)
         return inputs_embeds.masked_scatter(mask, features.to(inputs_embeds.device, inputs_embeds.dtype))
 
-    def _points_in_cache(self, input_ids: Tensor | None, past_key_values) -> bool:
+    def _points_in_cache(self, input_ids: Tensor | None, cache) -> bool:
         """True when a filled cache already holds the point tokens and ``input_ids`` has no pads: a
         continuation step (``generate`` resuming from a cache). Any pad token means prefill."""
-        if past_key_values is None or past_key_values.get_seq_length() == 0 or input_ids is None:
+        if cache is None or cache.get_seq_length() == 0 or input_ids is None:
             return False
         return not bool((input_ids == self.config.point_token_id).any())
 
@@ -184,13 +192,14 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
         input_ids: Tensor | None = None,
         attention_mask: Tensor | None = None,
         position_ids: Tensor | None = None,
-        past_key_values=None,
+        cache=None,
         inputs_embeds: Tensor | None = None,
         point_coords: Tensor | None = None,
         point_features: Tensor | None = None,
         point_batch: Tensor | None = None,
         labels: Tensor | None = None,
         logits_to_keep: int | Tensor = 0,
+        past_key_values=None,
         **kwargs,
     ):
         """Causal-LM forward. ``input_ids (B, L)``; point inputs as in the module docstring.
@@ -199,13 +208,18 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
         ``input_ids`` has no ``<|point_pad|>`` (a decoding step). The pads of each sample must number
         exactly its encoder tokens, else ``ValueError``.
 
+        The KV cache comes as ``cache`` (what ``generate`` passes from transformers 5.2x on) or as
+        ``past_key_values`` (the older name); it goes to the language model under the name its forward
+        takes, since passing the old name there is deprecated (a ``FutureWarning`` per call).
+
         Returns the language model's output (``loss`` when ``labels`` are given, -100 = ignored).
         """
+        cache = cache if cache is not None else past_key_values
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)  # (B, L, H)
-        if point_coords is not None and not self._points_in_cache(input_ids, past_key_values):
+        if point_coords is not None and not self._points_in_cache(input_ids, cache):
             if input_ids is None:
                 raise ValueError("point inputs need input_ids to find the <|point_pad|> tokens")
             if self.config.point_token_id is None:
@@ -213,13 +227,15 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
             features, counts = self.get_point_features(point_coords, point_features, point_batch,
                                                        len(input_ids))
             inputs_embeds = self._scatter_points(input_ids, inputs_embeds, features, counts)
+        if labels is not None and cache is None:
+            kwargs.setdefault("use_cache", False)  # a loss needs no KV cache (nor does checkpointing allow one)
         return self.language_model(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
             labels=labels,
             logits_to_keep=logits_to_keep,
+            **{_cache_keyword(type(self.language_model)): cache},
             **kwargs,
         )
 
@@ -272,7 +288,9 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
         tokenizer.add_tokens(list(POINT_TOKENS), special_tokens=True)
         language_model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype, **lm_kwargs)
         if len(tokenizer) > language_model.get_input_embeddings().num_embeddings:
-            language_model.resize_token_embeddings(len(tokenizer))
+            # Only LMs without spare rows get here (Qwen2.5 has 271): the three new rows start like the
+            # LM's own initialisation (mean_resizing=False, which also skips transformers' notice).
+            language_model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
         point_start, point_pad, point_end = tokenizer.convert_tokens_to_ids(list(POINT_TOKENS))
         config = SpatialLMConfig(
             text_config=language_model.config,
@@ -292,6 +310,13 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
                                        token_stride=config.point_encoder_config.token_stride,
                                        **(processor_kwargs or {}))
         return model, processor
+
+
+@functools.cache
+def _cache_keyword(lm_class: type) -> str:
+    """The keyword ``lm_class.forward`` takes the KV cache by: ``cache``, or ``past_key_values`` in
+    transformers releases before the rename (``inspect`` sees through ``deprecate_kwarg``'s wrapper)."""
+    return "cache" if "cache" in inspect.signature(lm_class.forward).parameters else "past_key_values"
 
 
 def expand_point_batch(point_coords: Tensor, point_features: Tensor, point_batch: Tensor,

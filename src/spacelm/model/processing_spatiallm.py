@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer
 
+from spacelm.errors import SpacelmError
 from spacelm.model.point_encoder import count_tokens
 from spacelm.model.point_tokens import (
     POINT_END_TOKEN,
@@ -57,6 +58,10 @@ from spacelm.scene.quantize import Quantizer
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 PROCESSOR_FILE = "spacelm_processor.json"
 IGNORE_INDEX = -100  # label of tokens that carry no loss
+
+
+class PointExtentError(SpacelmError, ValueError):
+    """A cloud wider than the processor's grid: the input's fault, not a bug (the caller names the file)."""
 
 
 @dataclass(frozen=True)
@@ -133,8 +138,8 @@ class SpatialLMProcessor:
         index, coords = grid_sample_coords(shifted, WORLD_EXTENT / self.num_bins, mode=mode, rng=rng)
         if coords.max() >= self.num_bins:
             extent = np.round(shifted.max(axis=0), 2).tolist()
-            raise ValueError(f"point cloud spans {extent} m, beyond the {WORLD_EXTENT:g} m grid of "
-                             f"{self.num_bins} bins; crop it or split it into rooms")
+            raise PointExtentError(f"point cloud spans {extent} m, beyond the {WORLD_EXTENT:g} m grid of "
+                                   f"{self.num_bins} bins; crop it or split it into rooms")
         features = np.concatenate([shifted[index], colors[index]], axis=1).astype(np.float32)
         num_tokens = int(count_tokens(coords, self.token_stride)[0])
         return PointInputs(coords, features, offset, num_tokens)

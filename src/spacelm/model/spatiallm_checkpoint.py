@@ -28,11 +28,17 @@ from torch import Tensor
 from transformers import AutoTokenizer, GenerationConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
+from spacelm.errors import SpacelmError, decode_error
 from spacelm.model.configuration_spatiallm import SpatialLMConfig
 from spacelm.model.modeling_spatiallm import SpatialLMForCausalLM
 from spacelm.model.point_tokens import POINT_TOKENS
 from spacelm.model.processing_spatiallm import DEFAULT_SYSTEM_PROMPT, SpatialLMProcessor
 from spacelm.model.sparse_conv import from_spconv_weight, to_spconv_weight
+
+
+class CheckpointError(SpacelmError, ValueError):
+    """An upstream SpatialLM folder that cannot be read: the message names the file and the problem."""
+
 
 # upstream model_type -> (text model_type, architecture, system prompt of its chat turn)
 UPSTREAM_VARIANTS = {
@@ -125,7 +131,9 @@ def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    except UnicodeDecodeError as e:
+        raise decode_error(path, e, CheckpointError) from None
 
 
 def _point_config_from_upstream(backbone: str, upstream: dict, shuffle_orders: bool) -> dict:
@@ -261,13 +269,13 @@ def load_upstream_weights(model: SpatialLMForCausalLM, folder: str | Path) -> No
                     if ours == "language_model.lm_head.weight" and tied_head:
                         continue  # tied to the embedding, which is read under its own key
                     if ours is None or ours not in targets:
-                        raise ValueError(f"{path}: unexpected key {key!r} (no parameter of a {backbone} "
-                                         "SpatialLM matches it)")
+                        raise CheckpointError(f"{path}: unexpected key {key!r} (no parameter of a {backbone} "
+                                              "SpatialLM matches it)")
                     tensor = _to_our_layout(ours, f.get_tensor(key), backbone)
                     target = targets[ours]
                     if tensor.shape != target.shape:
-                        raise ValueError(f"{path}: {key!r} has shape {list(tensor.shape)}, expected "
-                                         f"{list(_to_upstream_layout(ours, target, backbone).shape)}")
+                        raise CheckpointError(f"{path}: {key!r} has shape {list(tensor.shape)}, expected "
+                                              f"{list(_to_upstream_layout(ours, target, backbone).shape)}")
                     target.copy_(tensor)
                     filled.add(ours)
         if extra_embedding is not None:
@@ -276,7 +284,7 @@ def load_upstream_weights(model: SpatialLMForCausalLM, folder: str | Path) -> No
     if backbone == "scenescript" and extra_embedding is None:
         missing.append(EXTRA_EMBEDDING)
     if missing:
-        raise ValueError(f"{folder}: checkpoint lacks {len(missing)} key(s): {missing[:8]}")
+        raise CheckpointError(f"{folder}: checkpoint lacks {len(missing)} key(s): {missing[:8]}")
 
 
 def upstream_state_dict(model: SpatialLMForCausalLM) -> dict[str, Tensor]:
@@ -309,10 +317,11 @@ def load_spatiallm_checkpoint(folder: str | Path, *, dtype: torch.dtype | None =
     try:
         config = config_from_upstream(upstream, shuffle_orders=shuffle_orders)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{config_file}: {e}") from e
+        raise CheckpointError(f"{config_file}: {e}") from e
     model = SpatialLMForCausalLM(config)
     if dtype is not None:
-        model.to(dtype)  # SpatialLMForCausalLM keeps its encoder float32
+        for part in (model.language_model, model.projector):  # the encoder stays float32
+            part.to(dtype)
     load_upstream_weights(model, folder)
     if (folder / "generation_config.json").is_file():
         model.generation_config = GenerationConfig.from_pretrained(folder)
@@ -326,7 +335,8 @@ def load_spatiallm_checkpoint(folder: str | Path, *, dtype: torch.dtype | None =
     ids = processor.tokenizer.convert_tokens_to_ids(list(POINT_TOKENS))
     expected = [config.point_start_token_id, config.point_token_id, config.point_end_token_id]
     if ids != expected:
-        raise ValueError(f"{folder}: the tokenizer's point tokens have ids {ids}, config.json says {expected}")
+        raise CheckpointError(f"{folder}: the tokenizer's point tokens have ids {ids}, config.json says "
+                              f"{expected}")
     return model, processor
 
 

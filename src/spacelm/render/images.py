@@ -19,13 +19,15 @@ BACKENDS = ("builtin", "blender")
 
 def render(layout: Layout, *, views=("corner", "top"), size=(512, 512), room_size=None,
            points=None, backend: str = "builtin", colors: Mapping[str, Color] | None = None,
-           engine: str = "workbench") -> dict:
+           engine: str = "workbench", bounds=None) -> dict:
     """Render ``layout`` to one RGB ``PIL.Image.Image`` per named view: ``{view: image}``.
 
     ``size`` is ``(width, height)`` pixels. ``room_size=(L, W, H)`` metres gives a box room when the
     layout has no walls. ``points``: a ``PointCloud`` (``xyz`` metres, optional ``rgb``) or an
     ``(N, 3)`` array, drawn with the layout; boxes are then drawn as outlines so the scan shows.
     ``colors`` overrides the palette colour of some labels (see ``label_color``).
+    ``bounds`` (``(2, 3)`` min and max corner, metres) frames the views instead of the scene's own
+    extent, so images of two layouts share one scale (ground truth beside a prediction).
     ``backend="blender"`` renders with Blender's ``engine`` (``"workbench"`` or ``"cycles"``) in a
     worker process kept for the session (``spacelm.render.blender``; set up with ``make blender``).
 
@@ -43,7 +45,8 @@ def render(layout: Layout, *, views=("corner", "top"), size=(512, 512), room_siz
         raise ValueError(f"size must be positive (width, height) pixels, got {size}")
     shell = room_shell(layout, room_size)
     views = (views,) if isinstance(views, str) else views
-    cameras = view_cameras(scene_bounds(shell, layout), views, (width, height))
+    frame = scene_bounds(shell, layout) if bounds is None else np.asarray(bounds, dtype=np.float64)
+    cameras = view_cameras(frame, views, (width, height))
     xyz, rgb = _point_arrays(points)
     if backend == "blender":  # its worker process starts on the first call
         return render_blender(shell, layout, cameras, xyz, rgb, colors, engine=engine)

@@ -41,7 +41,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib.resources import files
 
-from spacelm.scene.table import read_rows
+from spacelm.errors import ArgumentError, decode_error
+from spacelm.scene.table import TableError, read_rows
 
 SETS = ("nyu40", "scannet18", "spatiallm59", "spatiallm20")
 MAPPINGS = (
@@ -68,7 +69,7 @@ def category_names(set_name: str) -> tuple[str, ...]:
     try:
         return _tables().names[set_name]
     except KeyError:
-        raise ValueError(f"unknown label set {set_name!r}; known: {', '.join(SETS)}") from None
+        raise ArgumentError(f"unknown label set {set_name!r}; known: {', '.join(SETS)}") from None
 
 
 def nyu40_name(class_id: int) -> str:
@@ -99,7 +100,7 @@ def label_mapping(source: str, target: str) -> dict[str, str]:
         return dict(_tables().mappings[source, target])
     except KeyError:
         known = ", ".join(f"{s}->{t}" for s, t in MAPPINGS)
-        raise ValueError(f"no built-in label mapping {source}->{target}; known: {known}") from None
+        raise ArgumentError(f"no built-in label mapping {source}->{target}; known: {known}") from None
 
 
 def load_label_mapping(path: str | os.PathLike, source_column: str,
@@ -110,8 +111,11 @@ def load_label_mapping(path: str | os.PathLike, source_column: str,
     files often hold several label sets side by side). A row with more fields than the header, or a
     source mapped to two different targets, is an error that names the file and line.
     """
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        return _read_mapping(f, os.fspath(path), source_column, target_column)
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            return _read_mapping(f, os.fspath(path), source_column, target_column)
+    except UnicodeDecodeError as e:
+        raise decode_error(path, e, TableError) from None
 
 
 def map_label(name: str, mapping: Mapping[str, str]) -> str | None:
@@ -190,7 +194,7 @@ def _read_mapping(lines: Iterable[str], origin: str, source_column: str,
         if not source or not target:
             continue
         if mapping.get(source, target) != target:
-            raise ValueError(f"{origin}, line {line}: {source!r} maps to {target!r}, but line "
+            raise TableError(f"{origin}, line {line}: {source!r} maps to {target!r}, but line "
                              f"{first_line[source]} maps it to {mapping[source]!r}")
         mapping[source] = target
         first_line.setdefault(source, line)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spacelm.errors import SpacelmError
+from spacelm.errors import ArgumentError, SpacelmError
 from spacelm.scene.layout import Layout
 
 # kind -> (low, high). Positions are relative to the point cloud's minimum corner (non-negative).
@@ -52,7 +52,7 @@ class Quantizer:
 
     def __post_init__(self) -> None:
         if not (isinstance(self.num_bins, (int, np.integer)) and self.num_bins > 0):
-            raise ValueError(f"num_bins must be a positive integer, got {self.num_bins!r}")
+            raise ArgumentError(f"num_bins must be a positive integer, got {self.num_bins!r}")
 
     def bin_size(self, kind: str) -> float:
         lo, hi = _range(kind)

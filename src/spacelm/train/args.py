@@ -1,4 +1,5 @@
-"""Typed run configuration for ``spacelm train``: dataclasses with help text, read from a small YAML.
+"""Typed run configuration for ``spacelm train``: dataclasses (a comment on each field says what it
+sets), read from a small YAML.
 
 A run has one model, one data section, two stages and shared logging/validation settings::
 
@@ -41,141 +42,148 @@ class ConfigError(SpacelmError, ValueError):
     """A YAML run config names an unknown key or holds a value of the wrong type or range."""
 
 
-def _help(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING):
-    if factory is not dataclasses.MISSING:
-        return field(default_factory=factory, metadata={"help": text})
-    return field(default=default, metadata={"help": text})
+NUMBER_TOKENS = ("digits", "bins", "fourier_bins")
 
 
 @dataclass
 class TinyLMArgs:
     """A random Qwen2 with a tokenizer trained on the layout language, built offline (no hub)."""
 
-    hidden_size: int = _help("Width of the tiny LM.", 128)
-    num_layers: int = _help("Transformer layers.", 4)
-    num_heads: int = _help("Attention heads.", 4)
-    num_kv_heads: int | None = _help("Key/value heads; None: half of num_heads.", None)
-    intermediate_size: int | None = _help("MLP width; None: 2 x hidden_size.", None)
-    labels: list[str] | None = _help("Box labels the tokenizer learns as words; None: the synthetic "
-                                     "generator's categories.", None)
+    hidden_size: int = 128  # Width of the tiny LM.
+    num_layers: int = 4  # Transformer layers.
+    num_heads: int = 4  # Attention heads.
+    num_kv_heads: int | None = None  # Key/value heads; None: half of num_heads.
+    intermediate_size: int | None = None  # MLP width; None: 2 x hidden_size.
+    # Box labels the tokenizer learns as words; None: the synthetic generator's categories.
+    labels: list[str] | None = None
+    # digits: one token per digit, as Qwen2; bins: one token per layout bin (point_encoder.num_bins
+    # integers, Pix2Seq), a quarter to a half shorter answers; fourier_bins: bins whose embeddings start
+    # from Fourier features of the value (spacelm.model.tiny.number_embeddings), nearby bins alike.
+    numbers: str = "digits"
 
 
 @dataclass
 class ModelArgs:
-    base_lm: str = _help("Causal LM to start from: a hub name or a local folder.",
-                         "Qwen/Qwen2.5-0.5B-Instruct")
-    tiny_lm: TinyLMArgs | None = _help("Build a tiny random LM offline instead of loading base_lm "
-                                       "(saved to <output_dir>/base_lm).", None)
-    init_from: str | None = _help("A saved spacelm model (save_pretrained folder) to start stage 2 from "
-                                  "when stage 1 was not run in this output_dir.", None)
-    point_encoder: dict = _help("PointEncoderConfig fields: input_channels, channels, embed_dim, num_bins, "
-                                "num_fourier_freqs, backend.", factory=dict)
-    projector: str = _help("linear (SpatialLM v1.0) or mlp.", "linear")
-    dtype: str = _help("dtype of the LM weights while training: float32 (with bf16 autocast when "
-                       "bf16: true), bfloat16, float16 or auto (the checkpoint's).", "float32")
-    attn_implementation: str | None = _help("sdpa, eager, flash_attention_2, ...; None: transformers' "
-                                            "choice.", "sdpa")
-    layout_decimals: int | None = _help("None: the answer is integer bins (SpatialLM); N: metric floats with N "
-                                        "decimals (the discretisation ablation).", None)
-    reference_code: bool = _help("Put SpatialLM's code template (~260 tokens) in the request; false: just "
-                                 "'Detect walls, doors, windows, boxes.' (cheaper for a model trained from "
-                                 "scratch; SpatialLM checkpoints expect true).", True)
+    base_lm: str = "Qwen/Qwen2.5-0.5B-Instruct"  # Causal LM to start from: a hub name or a local folder.
+    # Build a tiny random LM offline instead of loading base_lm (saved to <output_dir>/base_lm).
+    tiny_lm: TinyLMArgs | None = None
+    # A saved spacelm model (save_pretrained folder) to start stage 2 from when stage 1 was not run in
+    # this output_dir.
+    init_from: str | None = None
+    # PointEncoderConfig fields: input_channels, channels, embed_dim, num_bins, num_fourier_freqs,
+    # backend.
+    point_encoder: dict = field(default_factory=dict)
+    projector: str = "linear"  # linear (SpatialLM v1.0) or mlp.
+    # dtype of the LM weights while training: float32 (with bf16 autocast when bf16: true), bfloat16,
+    # float16 or auto (the checkpoint's).
+    dtype: str = "float32"
+    attn_implementation: str | None = "sdpa"  # sdpa, eager, flash_attention_2, ...; None: transformers' choice.
+    # None: the answer is integer bins (SpatialLM); N: metric floats with N decimals (the discretisation
+    # ablation).
+    layout_decimals: int | None = None
+    # Put SpatialLM's code template (~260 tokens) in the request; false: just 'Detect walls, doors,
+    # windows, boxes.' (cheaper for a model trained from scratch; SpatialLM checkpoints expect true).
+    reference_code: bool = True
 
 
 @dataclass
 class AugmentArgs:
-    rotate: str = _help("Rotation about z through the cloud's centre: uniform (any angle, as SpatialLM), "
-                        "right_angles (0/90/180/270 degrees) or none.", "uniform")
-    scale_range: list[float] | None = _help("Uniform scale factor range, e.g. [0.75, 1.25]; None: off.",
-                                            factory=lambda: [0.75, 1.25])
-    color_jitter: float = _help("Std of per-point colour noise as a fraction of 255; 0: off.", 0.0)
+    # Rotation about z through the cloud's centre: uniform (any angle, as SpatialLM), right_angles
+    # (0/90/180/270 degrees) or none.
+    rotate: str = "uniform"
+    # Uniform scale factor range, e.g. [0.75, 1.25]; None: off.
+    scale_range: list[float] | None = field(default_factory=lambda: [0.75, 1.25])
+    color_jitter: float = 0.0  # Std of per-point colour noise as a fraction of 255; 0: off.
 
 
 @dataclass
 class DataArgs:
-    train: list[str] = _help("Training sources: dataset folders (rows of split.csv with split 'train') or "
-                             "SpatialLM ShareGPT .json files (point clouds relative to the file).",
-                             factory=list)
-    val: list[str] = _help("Validation sources, as train (folders: split 'val'); empty: the 'val' split "
-                           "of the train folders.", factory=list)
-    task: str = _help("all, arch (walls, doors, windows) or object (boxes), for dataset folders; "
-                      "ShareGPT records carry their own request.", "all")
-    augment: AugmentArgs | None = _help("Training augmentation; None: off.", factory=AugmentArgs)
-    out_of_range: str = _help("Layout values outside the quantisation ranges after the shift to the "
-                              "cloud minimum (e.g. a wall below the lowest point): clip (with a logged "
-                              "warning naming the sample) or error.", "clip")
-    num_workers: int = _help("DataLoader worker processes.", 2)
+    # Training sources: dataset folders (rows of split.csv with split 'train') or SpatialLM ShareGPT .json
+    # files (point clouds relative to the file).
+    train: list[str] = field(default_factory=list)
+    # Validation sources, as train (folders: split 'val'); empty: the 'val' split of the train folders.
+    val: list[str] = field(default_factory=list)
+    # all, arch (walls, doors, windows) or object (boxes), for dataset folders; ShareGPT records carry
+    # their own request.
+    task: str = "all"
+    # Training only: draw each example's request from these weights, e.g. {arch: 1, all: 1} (the arch
+    # answers are short and lean on the cloud); None: always data.task.
+    task_mix: dict[str, float] | None = None
+    augment: AugmentArgs | None = field(default_factory=AugmentArgs)  # Training augmentation; None: off.
+    # Layout values outside the quantisation ranges after the shift to the cloud minimum (e.g. a wall
+    # below the lowest point): clip (with a logged warning naming the sample) or error.
+    out_of_range: str = "clip"
+    num_workers: int = 2  # DataLoader worker processes.
 
 
 @dataclass
 class LoraArgs:
-    rank: int = _help("LoRA rank.", 16)
-    alpha: int = _help("LoRA alpha (scale = alpha / rank).", 32)
-    dropout: float = _help("LoRA dropout.", 0.05)
-    target_modules: list[str] = _help("LM module names that get adapters.", factory=lambda: [
+    rank: int = 16  # LoRA rank.
+    alpha: int = 32  # LoRA alpha (scale = alpha / rank).
+    dropout: float = 0.05  # LoRA dropout.
+    # LM module names that get adapters.
+    target_modules: list[str] = field(default_factory=lambda: [
         "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
 
 
 @dataclass
 class StageArgs:
-    learning_rate: float = _help("Peak learning rate of the LM parameters (and new token rows).", 1e-4)
-    encoder_learning_rate: float | None = _help("Peak learning rate of the point encoder and projector; "
-                                                "None: learning_rate.", None)
-    num_epochs: float = _help("Epochs over the training sources (ignored when max_steps > 0).", 1.0)
-    max_steps: int = _help("Optimiser steps; > 0 overrides num_epochs.", -1)
-    lr_scheduler: str = _help("transformers scheduler name: cosine, linear, constant_with_warmup, ...",
-                              "cosine")
-    min_lr_ratio: float = _help("cosine only: final learning rate as a fraction of the peak.", 0.0)
-    warmup_ratio: float = _help("Fraction of the steps (or of time_limit_minutes) spent warming up.", 0.03)
-    weight_decay: float = _help("AdamW weight decay (never applied to embeddings, biases, norms).", 0.0)
-    adam_beta2: float = _help("AdamW beta2 (0.98 or 0.95 adapts faster than the default 0.999).", 0.999)
-    batch_size: int = _help("Rooms per device per micro-batch.", 1)
-    grad_accum: int = _help("Micro-batches per optimiser step.", 1)
-    max_grad_norm: float = _help("Gradient clipping norm.", 1.0)
-    gradient_checkpointing: bool = _help("Recompute LM activations in backward to save memory.", False)
-    lora: LoraArgs | None = _help("Stage 2 only: train LoRA adapters (peft) instead of the whole LM; "
-                                  "merged into the saved model at the end.", None)
-    time_limit_minutes: float | None = _help("Stop after this much training time; the schedule then "
-                                             "runs on the clock instead of the step count.", None)
+    learning_rate: float = 1e-4  # Peak learning rate of the LM parameters (and new token rows).
+    # Peak learning rate of the point encoder and projector; None: learning_rate.
+    encoder_learning_rate: float | None = None
+    num_epochs: float = 1.0  # Epochs over the training sources (ignored when max_steps > 0).
+    max_steps: int = -1  # Optimiser steps; > 0 overrides num_epochs.
+    lr_scheduler: str = "cosine"  # transformers scheduler name: cosine, linear, constant_with_warmup, ...
+    min_lr_ratio: float = 0.0  # cosine only: final learning rate as a fraction of the peak.
+    warmup_ratio: float = 0.03  # Fraction of the steps (or of time_limit_minutes) spent warming up.
+    weight_decay: float = 0.0  # AdamW weight decay (never applied to embeddings, biases, norms).
+    adam_beta2: float = 0.999  # AdamW beta2 (0.98 or 0.95 adapts faster than the default 0.999).
+    batch_size: int = 1  # Rooms per device per micro-batch.
+    grad_accum: int = 1  # Micro-batches per optimiser step.
+    max_grad_norm: float = 1.0  # Gradient clipping norm.
+    gradient_checkpointing: bool = False  # Recompute LM activations in backward to save memory.
+    # Stage 2 only: train LoRA adapters (peft) instead of the whole LM; merged into the saved model at the
+    # end.
+    lora: LoraArgs | None = None
+    # Stop after this much training time; the schedule then runs on the clock instead of the step count.
+    time_limit_minutes: float | None = None
 
 
 @dataclass
 class ValidationArgs:
-    every_steps: int = _help("Generate on val rooms every N optimiser steps and log per-class F1; 0: off.",
-                             0)
-    at_end: bool = _help("Also validate when a stage ends.", True)
-    num_rooms: int = _help("Val rooms to generate on (the first ones of the val sources).", 8)
-    batch_size: int = _help("Rooms per generate call.", 4)
-    max_new_tokens: int = _help("Generation length cap (greedy).", 1024)
-    cleanup: bool = _help("Voxel down-sample + outlier removal before predicting, as spacelm predict.",
-                          True)
+    every_steps: int = 0  # Generate on val rooms every N optimiser steps and log per-class F1; 0: off.
+    at_end: bool = True  # Also validate when a stage ends.
+    num_rooms: int = 8  # Val rooms to generate on (the first ones of the val sources).
+    batch_size: int = 4  # Rooms per generate call.
+    max_new_tokens: int = 1024  # Generation length cap (greedy).
+    cleanup: bool = True  # Voxel down-sample + outlier removal before predicting, as spacelm predict.
 
 
 @dataclass
 class LoggingArgs:
-    report_to: list[str] = _help("tensorboard, wandb or none.", factory=lambda: ["tensorboard"])
-    logging_steps: int = _help("Log loss and learning rate every N steps.", 10)
-    save_steps: int = _help("Write a resumable checkpoint every N steps.", 500)
-    save_total_limit: int | None = _help("Keep at most this many checkpoints per stage.", 2)
-    run_name: str | None = _help("Run name shown by the loggers.", None)
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])  # tensorboard, wandb or none.
+    logging_steps: int = 10  # Log loss and learning rate every N steps.
+    save_steps: int = 500  # Write a resumable checkpoint every N steps.
+    save_total_limit: int | None = 2  # Keep at most this many checkpoints per stage.
+    run_name: str | None = None  # Run name shown by the loggers.
 
 
 @dataclass
 class TrainConfig:
-    output_dir: str = _help("Run folder: <output_dir>/stage1 and <output_dir>/stage2 hold checkpoints, "
-                            "logs and the final model of each stage.", "runs/spacelm")
-    seed: int = _help("Seed of model initialisation, data order and augmentation.", 0)
-    bf16: bool = _help("bf16 mixed precision (GPU).", False)
-    resume: bool = _help("Resume a stage from its last checkpoint when there is one.", True)
-    model: ModelArgs = _help("Model to build.", factory=ModelArgs)
-    data: DataArgs = _help("Training and validation data.", factory=DataArgs)
-    stage1: StageArgs = _help("Stage 1: point encoder, projector and new token rows; LM frozen.",
-                              factory=lambda: StageArgs(learning_rate=1e-4))
-    stage2: StageArgs = _help("Stage 2: everything (or LoRA on the LM), from stage 1's model.",
-                              factory=lambda: StageArgs(learning_rate=2e-5))
-    validation: ValidationArgs = _help("Generation-based validation during training.",
-                                       factory=ValidationArgs)
-    logging: LoggingArgs = _help("Loggers and checkpoints.", factory=LoggingArgs)
+    # Run folder: <output_dir>/stage1 and <output_dir>/stage2 hold checkpoints, logs and the final model
+    # of each stage.
+    output_dir: str = "runs/spacelm"
+    seed: int = 0  # Seed of model initialisation, data order and augmentation.
+    bf16: bool = False  # bf16 mixed precision (GPU).
+    resume: bool = True  # Resume a stage from its last checkpoint when there is one.
+    model: ModelArgs = field(default_factory=ModelArgs)  # Model to build.
+    data: DataArgs = field(default_factory=DataArgs)  # Training and validation data.
+    # Stage 1: point encoder, projector and new token rows; LM frozen.
+    stage1: StageArgs = field(default_factory=lambda: StageArgs(learning_rate=1e-4))
+    # Stage 2: everything (or LoRA on the LM), from stage 1's model.
+    stage2: StageArgs = field(default_factory=lambda: StageArgs(learning_rate=2e-5))
+    validation: ValidationArgs = field(default_factory=ValidationArgs)  # Generation-based validation during training.
+    logging: LoggingArgs = field(default_factory=LoggingArgs)  # Loggers and checkpoints.
 
     def __post_init__(self) -> None:
         check_config(self)
@@ -191,6 +199,12 @@ def check_config(config: TrainConfig) -> None:
             raise ConfigError(f"{key}: {message}")
 
     need(config.data.task in TASKS, "data.task", f"must be one of {TASKS}, got {config.data.task!r}")
+    mix = config.data.task_mix
+    if mix is not None:
+        need(bool(mix) and all(task in TASKS for task in mix), "data.task_mix",
+             f"must map tasks of {TASKS} to weights, got {mix!r}")
+        need(all(math.isfinite(w) and w >= 0 for w in mix.values()) and sum(mix.values()) > 0,
+             "data.task_mix", f"weights must be finite, >= 0 and not all 0, got {mix!r}")
     need(config.data.out_of_range in OUT_OF_RANGE_POLICIES, "data.out_of_range",
          f"must be one of {OUT_OF_RANGE_POLICIES}, got {config.data.out_of_range!r}")
     need(0 <= config.seed < 2**32, "seed", f"must be in [0, 2**32), got {config.seed}")
@@ -222,6 +236,8 @@ def check_config(config: TrainConfig) -> None:
              f"got {tiny.num_kv_heads}")
         need(tiny.intermediate_size is None or tiny.intermediate_size >= 1, "model.tiny_lm.intermediate_size",
              "must be null or >= 1")
+        need(tiny.numbers in NUMBER_TOKENS, "model.tiny_lm.numbers",
+             f"must be one of {NUMBER_TOKENS}, got {tiny.numbers!r}")
     for reporter in config.logging.report_to:
         need(reporter in REPORTERS, "logging.report_to", f"entries must be in {REPORTERS}, got {reporter!r}")
     _check_counts(config, need)

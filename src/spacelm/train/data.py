@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
+from spacelm.errors import SpacelmError, decode_error
+from spacelm.model.processing_spatiallm import PointExtentError
 from spacelm.points import PointCloud, read_points
 from spacelm.points.transforms import augment as augment_cloud
 from spacelm.scene.language import TASKS, parse_layout, read_layout
@@ -40,6 +42,11 @@ logger = logging.getLogger(__name__)
 
 LAYOUT_START, LAYOUT_END = "<|layout_s|>", "<|layout_e|>"
 _REQUEST = re.compile(r"Detect (?P<what>.*?)\. The reference code")
+
+
+class DataError(SpacelmError, ValueError):
+    """A training source (dataset folder, ShareGPT file or room) that cannot be used; the message
+    names the file, record or sample."""
 
 
 @dataclass(frozen=True)
@@ -77,10 +84,12 @@ def _sharegpt_records(path: Path) -> list[RoomRecord]:
     try:
         records = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+        raise DataError(f"{path}: not valid JSON ({e})") from None
+    except UnicodeDecodeError as e:
+        raise decode_error(path, e, DataError) from None
     if not isinstance(records, list):
-        raise ValueError(f"{path}: expected a list of ShareGPT records (is this dataset_info.json? name the "
-                         "records file it lists instead)")
+        raise DataError(f"{path}: expected a list of ShareGPT records (is this dataset_info.json? name the "
+                        "records file it lists instead)")
     out = []
     for n, record in enumerate(records):
         where = f"{path}: record {n}"
@@ -89,7 +98,7 @@ def _sharegpt_records(path: Path) -> list[RoomRecord]:
             cloud = record["point_clouds"][0]
             human, answer = turns["human"], turns["gpt"]
         except (KeyError, IndexError, TypeError):
-            raise ValueError(f"{where}: expected conversations with human and gpt turns and point_clouds")
+            raise DataError(f"{where}: expected conversations with human and gpt turns and point_clouds")
         task, categories = parse_request(human, where)
         text = answer.replace(LAYOUT_START, "").replace(LAYOUT_END, "").strip()
         out.append(RoomRecord(Path(cloud).stem, path.parent / cloud, layout_text=text, task=task,
@@ -105,7 +114,7 @@ def parse_request(text: str, where: str = "prompt") -> tuple[str, tuple[str, ...
     """
     match = _REQUEST.search(text)
     if match is None:
-        raise ValueError(f"{where}: no 'Detect ... . The reference code' request in {text[:80]!r}")
+        raise DataError(f"{where}: no 'Detect ... . The reference code' request in {text[:80]!r}")
     what = match["what"]
     for task, names in TASKS.items():
         if what == names:
@@ -131,7 +140,8 @@ def fit_to_ranges(layout: Layout, origin: np.ndarray, *, policy: str = "clip",
     minimum, where the processor's positive shift will put 0).
 
     ``policy="clip"`` clamps values and logs a warning naming the sample and the largest overshoot;
-    ``"error"`` raises ``ValueError``. Angles are folded beforehand, so only positions and sizes move.
+    ``"error"`` raises ``DataError`` (a ``ValueError``). Angles are folded beforehand, so only
+    positions and sizes move.
     """
     offsets = {"x": origin[0], "y": origin[1], "z": origin[2], "ax": origin[0], "ay": origin[1],
                "az": origin[2], "bx": origin[0], "by": origin[1], "bz": origin[2]}
@@ -155,7 +165,7 @@ def fit_to_ranges(layout: Layout, origin: np.ndarray, *, policy: str = "clip",
         message = (f"{sample_id}: layout sticks out of the quantisation range by {worst:.3f} m (below the "
                    "cloud minimum or beyond 32 m)")
         if policy == "error":
-            raise ValueError(message + "; set data.out_of_range: clip to clamp it")
+            raise DataError(message + "; set data.out_of_range: clip to clamp it")
         logger.warning("%s; clipped", message)
     return Layout(*groups)
 
@@ -168,17 +178,22 @@ class LayoutDataset(Dataset):
     """
 
     def __init__(self, sources: list[str | Path], processor, *, split: str = "train", task: str = "all",
-                 augment: AugmentArgs | None = None, seed: int = 0, out_of_range: str = "clip") -> None:
+                 augment: AugmentArgs | None = None, seed: int = 0, out_of_range: str = "clip",
+                 task_mix: dict[str, float] | None = None) -> None:
         if not sources:
-            raise ValueError(f"no {split} sources given")
+            raise DataError(f"no {split} sources given")
         self.records = [r for source in sources for r in list_records(source, split, task)]
         if not self.records:
-            raise ValueError(f"no {split} rooms in {', '.join(map(str, sources))}")
+            raise DataError(f"no {split} rooms in {', '.join(map(str, sources))}")
         self.processor = processor
         self.augment = augment
         self.seed = seed
         self.out_of_range = out_of_range
         self.epoch = 0
+        # Requests drawn per example from rooms stored whole (task "all" of a dataset folder; ShareGPT
+        # records carry their own request).
+        self.task_mix = None if not task_mix else (list(task_mix), np.array(list(task_mix.values())) /
+                                                    sum(task_mix.values()))
 
     def __len__(self) -> int:
         return len(self.records)
@@ -196,6 +211,12 @@ class LayoutDataset(Dataset):
         record = self.records[index]
         rng = np.random.default_rng([self.seed, self.epoch, index])
         _, cloud, layout = self.room(index)
+        task = record.task
+        if self.task_mix is not None and record.task == "all" and record.layout_path is not None:
+            tasks, weights = self.task_mix
+            # Its own stream, so a mix leaves the augmentation of every example as it was.
+            task = tasks[np.random.default_rng([self.seed, self.epoch, index, 1]).choice(len(tasks), p=weights)]
+            layout = select_task(layout, task)
         xyz, rgb = cloud.xyz, cloud.rgb
         if self.augment is not None:
             a = self.augment
@@ -206,7 +227,10 @@ class LayoutDataset(Dataset):
         layout = fold_box_yaws(canonical_order(layout))
         origin = np.array([xyz[:, i].min() for i in range(3)], dtype=np.float64)
         layout = fit_to_ranges(layout, origin, policy=self.out_of_range, sample_id=record.sample_id)
-        return self.processor.training_example(xyz, rgb, layout, task=record.task,
-                                               categories=list(record.categories) or None,
-                                               mode="train", rng=rng)
+        try:
+            return self.processor.training_example(xyz, rgb, layout, task=task,
+                                                   categories=list(record.categories) or None,
+                                                   mode="train", rng=rng)
+        except PointExtentError as e:
+            raise DataError(f"{record.cloud_path}: {e}") from None
 

@@ -41,9 +41,11 @@ from transformers import (
 )
 from transformers.trainer_utils import get_last_checkpoint
 
+from spacelm.errors import ArgumentError
 from spacelm.model import SpatialLMForCausalLM, SpatialLMProcessor
+from spacelm.model.point_encoder import PointEncoderConfig
 from spacelm.scene.metrics import LAYOUT_CLASSES, EvalResult, evaluate_scenes
-from spacelm.train.args import STAGES, LoraArgs, StageArgs, TrainConfig, ValidationArgs
+from spacelm.train.args import STAGES, ConfigError, LoraArgs, StageArgs, TrainConfig, ValidationArgs
 from spacelm.train.data import LayoutDataset
 
 logger = logging.getLogger(__name__)
@@ -56,7 +58,7 @@ def train(config: TrainConfig, stage: str = "both", *, callbacks: Sequence[Train
           show_progress: bool = True) -> dict[str, Path]:
     """Run stage ``"1"``, ``"2"`` or ``"both"``; returns ``{stage: folder of its saved model}``."""
     if stage not in STAGES:
-        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+        raise ArgumentError(f"stage must be one of {STAGES}, got {stage!r}")
     stages = ("1", "2") if stage == "both" else (stage,)
     return {s: run_stage(config, s, callbacks=callbacks, show_progress=show_progress) for s in stages}
 
@@ -87,6 +89,7 @@ def run_stage(config: TrainConfig, stage: str, *, callbacks: Sequence[TrainerCal
     configure_trainable(model, stage, settings.lora)
     data = config.data
     train_set = LayoutDataset(data.train, processor, split="train", task=data.task, augment=data.augment,
+                              task_mix=data.task_mix,
                               seed=config.seed, out_of_range=data.out_of_range)
     time_limit = None if settings.time_limit_minutes is None else 60.0 * settings.time_limit_minutes
     trainer = SpatialLMTrainer(
@@ -149,12 +152,15 @@ def base_lm_path(config: TrainConfig) -> str:
     from spacelm.model.tiny import save_tiny_base_lm
 
     path = Path(config.output_dir) / "base_lm"
+    point_config = PointEncoderConfig.from_dict(config.model.point_encoder)
     with PartialState().main_process_first():
         if not (path / "config.json").is_file():
             labels = list(BOX_LABELS) if tiny.labels is None else tiny.labels
             save_tiny_base_lm(path, hidden_size=tiny.hidden_size, num_layers=tiny.num_layers,
                               num_heads=tiny.num_heads, num_kv_heads=tiny.num_kv_heads,
-                              intermediate_size=tiny.intermediate_size, labels=labels, seed=config.seed)
+                              intermediate_size=tiny.intermediate_size, labels=labels, seed=config.seed,
+                              number_tokens=0 if tiny.numbers == "digits" else point_config.num_bins,
+                              fourier_numbers=tiny.numbers == "fourier_bins")
     return str(path)
 
 
@@ -193,9 +199,9 @@ def check_distribution(trainer: Trainer, stage: str, lora: LoraArgs | None) -> N
     copies of the parameters, so the hook on the original embedding never fires and every row would train."""
     if trainer.is_fsdp_enabled and uses_row_mask(stage, lora):
         what = "stage 1" if stage == "1" else "stage 2 with LoRA"
-        raise ValueError(f"{what} trains only the point-token rows of the embedding through a gradient hook, "
-                         "which FSDP bypasses; launch it with DDP (configs/accelerate/ddp.yaml) or, for "
-                         "stage 2, drop stage2.lora to train the whole model under FSDP")
+        raise ConfigError(f"{what} trains only the point-token rows of the embedding through a gradient hook, "
+                          "which FSDP bypasses; launch it with DDP (configs/accelerate/ddp.yaml) or, for "
+                          "stage 2, drop stage2.lora to train the whole model under FSDP")
 
 
 def add_lora(model: SpatialLMForCausalLM, lora: LoraArgs) -> None:
@@ -239,6 +245,8 @@ def training_arguments(config: TrainConfig, stage: str, *, show_progress: bool =
         warmup_steps=s.warmup_ratio,  # transformers 5: a float in [0, 1) is a fraction of the steps
         max_grad_norm=s.max_grad_norm,
         bf16=config.bf16,
+        # Without an accelerator, bf16 is CPU autocast; transformers refuses bf16 there unless use_cpu is set.
+        use_cpu=config.bf16 and not torch.accelerator.is_available(),
         seed=config.seed,
         logging_steps=config.logging.logging_steps,
         save_strategy="steps",

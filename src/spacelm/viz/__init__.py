@@ -11,6 +11,7 @@ import os
 import warnings
 from pathlib import Path
 
+from spacelm.errors import ArgumentError
 from spacelm.points import read_points
 from spacelm.scene.language import read_layout
 from spacelm.viz.html import write_html
@@ -30,12 +31,12 @@ def visualize(points_path: str | os.PathLike | None, layout_path: str | os.PathL
     """
     inputs = [p for p in (points_path, layout_path, pred_path) if p is not None]
     if not inputs:
-        raise ValueError("nothing to show: give a point cloud, a layout or a prediction")
+        raise ArgumentError("nothing to show: give a point cloud, a layout or a prediction")
     out_path = Path(out_path)
     writer = WRITERS.get(out_path.suffix.lower())
     if writer is None:
-        raise ValueError(f"{out_path}: unknown viewer format {out_path.suffix!r}; "
-                         f"use one of {', '.join(WRITERS)}")
+        raise ArgumentError(f"{out_path}: unknown viewer format {out_path.suffix!r}; "
+                            f"use one of {', '.join(WRITERS)}")
     cloud = None if points_path is None else read_points(points_path)
     layout = None if layout_path is None else read_layout(layout_path).layout
     pred = None
