@@ -162,8 +162,10 @@ def predict_files(model_dir: str | Path, inputs: list[Path], output_dir: str | P
     ``save_raw`` also writes the model's generated text (integer bins, its frame) to ``<stem>.raw.txt``.
 
     A file that cannot be read or predicted is reported with its name and counted in ``failed``; the
-    rest go on. With a ``seed``, each batch samples from ``input_seed(seed, first input's name)``, so
-    a resumed run (batch size 1) writes what an uninterrupted one would have.
+    rest go on. With a ``seed``, each batch samples from ``input_seed(seed, first input's name)``, and
+    batches are cut from ``inputs`` as given, done or not (a batch with an unfinished input is predicted
+    whole, its finished ones left as they are), so a resumed run writes what an uninterrupted one would
+    have, whatever the batch size.
     """
     from rich.progress import Progress
 
@@ -174,14 +176,17 @@ def predict_files(model_dir: str | Path, inputs: list[Path], output_dir: str | P
 
     output_dir = Path(output_dir)
     remove_stale_temp_files(output_dir, ".*.txt.*.tmp")  # left by a killed run's atomic writes
-    todo = [p for p in inputs if overwrite or not (output_dir / f"{p.stem}.txt").exists()]
-    summary = {"predicted": 0, "skipped": len(inputs) - len(todo), "failed": 0, "bad_lines": 0}
+    done = {p for p in inputs if not overwrite and (output_dir / f"{p.stem}.txt").exists()}
+    batches = [inputs[i:i + batch_size] for i in range(0, len(inputs), batch_size)]
+    batches = [batch for batch in batches if not done.issuperset(batch)]
+    todo = [p for batch in batches for p in batch if p not in done]
+    summary = {"predicted": 0, "skipped": len(done), "failed": 0, "bad_lines": 0}
     model, processor = load_model(model_dir, device)
     with Progress(disable=len(todo) < 2) as progress:
         task = progress.add_task("predicting", total=len(todo))
-        for start in range(0, len(todo), batch_size):
+        for batch in batches:
             paths, clouds = [], []
-            for path in todo[start:start + batch_size]:
+            for path in batch:
                 try:
                     clouds.append(read_points(path))
                     paths.append(path)
@@ -192,6 +197,8 @@ def predict_files(model_dir: str | Path, inputs: list[Path], output_dir: str | P
                 predictions = _predict_or_report(model, processor, paths, clouds, config, seed, report)
                 summary["failed"] += len(paths) - len(predictions)
                 for path, pred in predictions:
+                    if path in done:  # predicted again only to keep the batch as it was
+                        continue
                     for warning in pred.warnings:
                         report(f"{path}: {warning}")
                     for d in pred.diagnostics:
@@ -201,7 +208,7 @@ def predict_files(model_dir: str | Path, inputs: list[Path], output_dir: str | P
                         atomic_write_text(output_dir / f"{path.stem}.raw.txt", pred.text)
                     write_layout(output_dir / f"{path.stem}.txt", pred.layout)
                     summary["predicted"] += 1
-            progress.advance(task, len(todo[start:start + batch_size]))
+            progress.advance(task, sum(p not in done for p in batch))
     return summary
 
 

@@ -1,13 +1,15 @@
 """``spacelm quickstart``: train a tiny SpatialLM on synthetic rooms on a CPU, then score it on held-out rooms.
 
 Within a wall-clock budget (25 minutes by default, 2 CPU cores): synthesise training rooms and a
-held-out set from another seed, build a tiny random LM offline (width 128, 4 layers) with a cheap
-sparse encoder at 5 cm voxels, train stage 1 then stage 2 on the clock (the learning-rate schedule is
-sized to the time left), predict the held-out rooms greedily with ``predict_clouds``, score them with
-``evaluate_scenes`` and print F1 per class at IoU 0.25 and 0.5 against the targets, plus how much the
-point cloud lowers the held-out answer loss (``spacelm.train.diagnostics``). It also writes an HTML
-view of one prediction, a PNG of its plan beside the ground truth's, the predicted layout and a JSON
-of the figures. Printed to a file or a pipe, progress comes as a plain line per 5% of each stage.
+held-out set from another seed (``ROOMS``: 2-6 boxes of 8 classes), build a tiny random LM offline
+(width 128, 4 layers) with a cheap sparse encoder at 10 cm voxels, train stage 1 then stage 2 on the
+clock (the learning-rate schedule is sized to the time left; F1 on a few held-out rooms every
+``VALIDATE_EVERY_STEPS``: the learning curve), predict the held-out rooms greedily with
+``predict_clouds``, score them with ``evaluate_scenes`` and print F1 per class at IoU 0.25 and 0.5
+against the targets, plus how much the point cloud lowers the held-out answer loss
+(``spacelm.train.diagnostics``). It also writes an HTML view of one prediction, a PNG of its plan
+beside the ground truth's, the predicted layout and a JSON of the figures. Printed to a file or a
+pipe, progress comes as a plain line per 5% of each stage.
 
 The run config is ``quickstart_config``; ``configs/quickstart.yaml`` is the same config as a file.
 """

@@ -33,3 +33,15 @@ def test_a_good_choice_reaches_the_library_as_a_plain_string(tmp_path):
     from spacelm.arrange.task import read_tasks
 
     assert [split_of(task) for task in read_tasks(out)] == ["test", "test"]
+
+
+@pytest.mark.parametrize("device, ok", [("cpu", True), ("cuda:1", True), ("gpu", False), ("cuda:x", False)])
+def test_device_is_checked_at_parse_time(tmp_path, device, ok):
+    args = ["predict", "--model", str(tmp_path / "none"), "--input", str(tmp_path), "--output", str(tmp_path / "o"),
+            "--device", device]
+    result = runner.invoke(app, args, env={"COLUMNS": "200"})
+    if ok:  # parsed, then refused by the library for the folder without clouds
+        assert isinstance(result.exception, FileNotFoundError), result.output
+    else:
+        assert result.exit_code == 2 and "Invalid value for '--device'" in result.output
+        assert "'cuda:N'" in result.output

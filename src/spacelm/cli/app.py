@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Literal, Optional
@@ -268,6 +269,13 @@ def data_finalize(
     console.print(f"{folder}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
+def _check_device(value: str) -> str:
+    """``--device``: a fixed word or ``cuda:N``, refused at parse time (exit 2) listing what is allowed."""
+    if value in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", value):
+        return value
+    raise typer.BadParameter(f"{value!r} is not one of 'auto', 'cpu', 'cuda', 'cuda:N'")
+
+
 @app.command("predict")
 def predict_command(
     model: Annotated[Path, typer.Option(help="A trained model folder (save_pretrained output), or a SpatialLM "
@@ -276,7 +284,7 @@ def predict_command(
     output: Annotated[Path, typer.Option(help="Folder for <name>.txt layouts (metric, input frame).")],
     task: Annotated[Literal[TASKS], typer.Option(help="all, arch (walls, doors, windows) or object (boxes).")] = "all",
     categories: Annotated[Optional[list[str]], typer.Option(help="Detect only these box classes (repeatable).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.", callback=_check_device)] = "auto",
     batch_size: Annotated[int, typer.Option(help="Clouds per generate call.")] = 1,
     seed: Annotated[Optional[int], typer.Option(help="Seed for sampling (reproducible outputs).")] = None,
     greedy: Annotated[bool, typer.Option(help="Greedy decoding instead of SpatialLM's sampling.")] = False,
