@@ -16,7 +16,6 @@ The run config is ``quickstart_config``; ``configs/quickstart.yaml`` is the same
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -96,7 +95,7 @@ def run_quickstart(output_dir: str | Path, *, minutes: float = 25.0, rooms: int 
     """
     from transformers.utils import logging as hf_logging
 
-    from spacelm.datasets.convert import synthesize_dataset, synthesized_with
+    from spacelm.datasets.convert import generator_settings, synthesize_dataset, synthesized_with
     from spacelm.train.sft import train
 
     start = time.monotonic()
@@ -112,7 +111,7 @@ def run_quickstart(output_dir: str | Path, *, minutes: float = 25.0, rooms: int 
     console.rule("[bold]spacelm quickstart")
     workers = min(2, os.cpu_count() or 1)
     console.print(f"rooms: {describe_rooms(ROOMS)}")
-    settings = json.loads(json.dumps(dataclasses.asdict(ROOMS)))
+    settings = generator_settings(ROOMS)
     for folder in (train_dir, val_dir):  # rooms of an earlier spacelm's generator are made again
         if folder.exists() and synthesized_with(folder) != settings:
             console.print(f"{folder} holds rooms of other generator settings: synthesising them again")
@@ -141,7 +140,7 @@ def run_quickstart(output_dir: str | Path, *, minutes: float = 25.0, rooms: int 
 
     result, example, reliance = _score(folders["2"], val_dir, console, deadline=start + 60 * minutes)
     figures = _figures(result, steps, start)
-    figures["rooms"] = {"generator": dataclasses.asdict(ROOMS), "train": rooms, "held_out": val_rooms,
+    figures["rooms"] = {"generator": settings, "train": rooms, "held_out": val_rooms,
                         "seen": curve.rooms_before}
     figures["learning_curve"] = curve.points
     figures["cloud_reliance"] = {"own_cloud_loss": reliance.own, "other_cloud_loss": reliance.other,

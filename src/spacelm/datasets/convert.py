@@ -86,7 +86,7 @@ def synthesize_dataset(output_dir: str | os.PathLike, rooms: int, *, seed: int =
     synth = synth or SynthConfig()
     if density is not None:
         synth = replace(synth, density=density)
-    settings = json.loads(json.dumps(asdict(synth)))  # tuples as lists, as read back
+    settings = generator_settings(synth)
     earlier = synthesized_with(output_dir)
     if earlier is not None and earlier != settings:
         changed = ", ".join(f"{k}: {earlier.get(k)} -> {v}" for k, v in settings.items() if earlier.get(k) != v)
@@ -98,6 +98,11 @@ def synthesize_dataset(output_dir: str | os.PathLike, rooms: int, *, seed: int =
     work = partial(_synthesize_room, str(output_dir), synth)
     return _run(keys, work, output_dir, workers=workers, shard=None, val_fraction=val_fraction,
                 show_progress=show_progress, description="synthesising rooms")
+
+
+def generator_settings(synth: SynthConfig) -> dict:
+    """``synth``'s fields as ``synthesized_with`` reads them back (tuples as lists)."""
+    return json.loads(json.dumps(asdict(synth)))
 
 
 def synthesized_with(output_dir: str | os.PathLike) -> dict | None:
