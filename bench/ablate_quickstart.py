@@ -31,6 +31,13 @@ Variants (each is the quickstart's config with the change named):
   80 cm cells (the quickstart's encoder before 2026-12-02);
 - ``all_classes``: rooms with 3-15 boxes of all 33 classes instead of 2-6 of the quickstart's 8;
 - ``previous``: the quickstart before 2026-12-02 (``voxel5``, ``stem7`` and ``all_classes`` together);
+- ``cells40``: two down-convs instead of three, so tokens are 40 cm cells (about 4x as many): a door or
+  window then removes whole tokens from its wall, seen through the tokens' own position features;
+- ``arch_cells40``: ``arch`` with those tokens;
+- ``encoder_lr3e-3``: the encoder and projector at 3x the LM's learning rate in stage 2;
+- ``density300``: rooms scanned at 300 points per m^2 instead of 100, so a 10 cm voxel of a wall is filled
+  95% of the time instead of 63% (can the encoder tell a door gap from sampling holes?);
+- ``arch_density300``: ``arch`` on those rooms;
 - ``probe_task``: ``arch`` on easier rooms, close to ``shared/research/quickstart-feasibility.md``'s probe:
   rectangular, no doors or windows, 2-6 boxes, so the answer is four walls (is it our model or the
   full generator that learns slowly?).
@@ -50,6 +57,8 @@ from pathlib import Path
 ARCH = {"data": {"task": "arch"}}
 # 5 cm voxels and layout bins with four down-convs (80 cm token cells), as the quickstart had before.
 VOXEL5 = {"model": {"point_encoder": {"num_bins": 640, "channels": [8, 8, 16, 16, 32]}}}
+# Two down-convs at 10 cm: 40 cm token cells.
+CELLS40 = {"model": {"point_encoder": {"channels": [8, 16, 32]}}}
 VARIANTS: dict[str, dict] = {
     "spatiallm_prompt": {"model": {"reference_code": True}},
     "short": {},
@@ -63,6 +72,11 @@ VARIANTS: dict[str, dict] = {
                  "stage1": {"adam_beta2": 0.98, "weight_decay": 0.01},
                  "stage2": {"adam_beta2": 0.98, "weight_decay": 0.01}},
     "probe_task": ARCH,
+    "density300": {},
+    "cells40": CELLS40,
+    "arch_cells40": {**ARCH, **CELLS40},
+    "arch_density300": ARCH,
+    "encoder_lr3e-3": {"stage2": {"encoder_learning_rate": 3e-3}},
     "bins": {"model": {"tiny_lm": {"numbers": "bins"}}},
     "fourier_bins": {"model": {"tiny_lm": {"numbers": "fourier_bins"}}},
     "mix_arch": {"data": {"task_mix": {"arch": 1.0, "all": 1.0}}},
@@ -75,7 +89,8 @@ VARIANTS: dict[str, dict] = {
 # quickstart's rooms (spacelm.quickstart.ROOMS).
 ALL_CLASSES = {"categories": None, "boxes": (3, 15)}  # the generator's defaults: 33 classes
 VARIANT_ROOMS = {"probe_task": {"l_shape_prob": 0.0, "doors": (0, 0), "windows": (0, 0), "boxes": (2, 6)},
-                 "all_classes": ALL_CLASSES, "previous": ALL_CLASSES}
+                 "all_classes": ALL_CLASSES, "previous": ALL_CLASSES, "density300": {"density": 300.0},
+                 "arch_density300": {"density": 300.0}}
 
 
 def merged(base: dict, change: dict) -> dict:
