@@ -8,7 +8,7 @@ plane), and the reason a GT opening has no match at IoU 0.25 is classified in or
 - ``wall``: none of the predicted openings is in the GT opening's wall plane (wrong host wall or its
   centre more than 20 cm off the plane);
 - ``along``: in the plane, but the best IoU is under 0.25 (position along the wall, z or size off);
-- ``hit``: IoU >= 0.25.
+- ``hit``: IoU >= 0.25 with some predicted opening (no one-to-one matching: a diagnosis, not the metric).
 
 It also prints the median absolute errors of the in-plane candidates (along-wall centre, z, width,
 height) and the predicted/GT counts, so one sees which numbers the model has not learned.
@@ -51,13 +51,13 @@ def opening_errors(gt, pred, kind: str) -> tuple[list[str], list[tuple[float, fl
     iou = plane_iou(gt_quads, pred_quads)  # (N, M)
     # In the plane: host walls parallel within 5 degrees and the centre within 20 cm of the GT plane,
     # plane_iou's own tests, taken from the quads.
+    centres = pred_quads.mean(axis=1)  # (M, 3)
+    pred_dir = pred_quads[:, 1, :2] - pred_quads[:, 0, :2]
+    pred_dir /= np.linalg.norm(pred_dir, axis=1, keepdims=True)  # (M, 2)
     for n, quad in enumerate(gt_quads):
         direction = quad[1, :2] - quad[0, :2]
         direction /= np.linalg.norm(direction)
         normal = np.array([-direction[1], direction[0]])
-        centres = pred_quads.mean(axis=1)  # (M, 3)
-        pred_dir = pred_quads[:, 1, :2] - pred_quads[:, 0, :2]
-        pred_dir /= np.linalg.norm(pred_dir, axis=1, keepdims=True)
         parallel = np.abs(direction[0] * pred_dir[:, 1] - direction[1] * pred_dir[:, 0]) <= np.sin(np.radians(5))
         offset = np.abs((centres[:, :2] - quad[0, :2]) @ normal)
         in_plane = parallel & (offset <= 0.2)

@@ -47,7 +47,7 @@ def cell_labels(cells: np.ndarray, layout, offset: np.ndarray, cell_size: float)
         for o in openings:
             w = layout.walls[o.wall_id]
             d = np.array([w.bx - w.ax, w.by - w.ay])
-            d = np.abs(d / np.linalg.norm(d))
+            d = np.abs(d / np.linalg.norm(d))  # exact for axis-aligned walls, as the generator's are
             half = np.array([*(d * o.width / 2 + (1 - d) * WALL_MARGIN), o.height / 2])
             centre = np.array([o.x, o.y, o.z]) - offset
             rows.append((centre - half, centre + half))
