@@ -38,6 +38,9 @@ Variants (each is the quickstart's config with the change named):
 - ``density300``: rooms scanned at 300 points per m^2 instead of 100, so a 10 cm voxel of a wall is filled
   95% of the time instead of 63% (can the encoder tell a door gap from sampling holes?);
 - ``arch_density300``: ``arch`` on those rooms;
+- ``door_probe``, ``door_probe_cells40``: ``arch`` (80 or 40 cm token cells) on rooms whose only wall gap is
+  their one door: rectangular, no windows, boxes or occlusion holes (can this model read a gap at all?);
+- ``door_probe_encoder_lr3e-3``: ``door_probe`` with the encoder and projector at 3x the LM's learning rate;
 - ``probe_task``: ``arch`` on easier rooms, close to ``shared/research/quickstart-feasibility.md``'s probe:
   rectangular, no doors or windows, 2-6 boxes, so the answer is four walls (is it our model or the
   full generator that learns slowly?).
@@ -59,6 +62,8 @@ ARCH = {"data": {"task": "arch"}}
 VOXEL5 = {"model": {"point_encoder": {"num_bins": 640, "channels": [8, 8, 16, 16, 32]}}}
 # Two down-convs at 10 cm: 40 cm token cells.
 CELLS40 = {"model": {"point_encoder": {"channels": [8, 16, 32]}}}
+# A steadier learning curve than the quickstart's 10 rooms a point (about 20 s a point for the arch task).
+VAL30 = {"validation": {"num_rooms": 30}}
 VARIANTS: dict[str, dict] = {
     "spatiallm_prompt": {"model": {"reference_code": True}},
     "short": {},
@@ -77,6 +82,9 @@ VARIANTS: dict[str, dict] = {
     "arch_cells40": {**ARCH, **CELLS40},
     "arch_density300": ARCH,
     "encoder_lr3e-3": {"stage2": {"encoder_learning_rate": 3e-3}},
+    "door_probe": {**ARCH, **VAL30},
+    "door_probe_cells40": {**ARCH, **CELLS40, **VAL30},
+    "door_probe_encoder_lr3e-3": {**ARCH, **VAL30, "stage2": {"encoder_learning_rate": 3e-3}},
     "bins": {"model": {"tiny_lm": {"numbers": "bins"}}},
     "fourier_bins": {"model": {"tiny_lm": {"numbers": "fourier_bins"}}},
     "mix_arch": {"data": {"task_mix": {"arch": 1.0, "all": 1.0}}},
@@ -91,6 +99,10 @@ ALL_CLASSES = {"categories": None, "boxes": (3, 15)}  # the generator's defaults
 VARIANT_ROOMS = {"probe_task": {"l_shape_prob": 0.0, "doors": (0, 0), "windows": (0, 0), "boxes": (2, 6)},
                  "all_classes": ALL_CLASSES, "previous": ALL_CLASSES, "density300": {"density": 300.0},
                  "arch_density300": {"density": 300.0}}
+# The cleanest door a gap can be: one per rectangular room, nothing else that leaves a hole in a wall
+# (no windows, boxes or occlusion spheres).
+DOOR_PROBE = {"l_shape_prob": 0.0, "doors": (1, 1), "windows": (0, 0), "boxes": (0, 0), "holes": (0, 0)}
+VARIANT_ROOMS.update({name: DOOR_PROBE for name in VARIANTS if name.startswith("door_probe")})
 
 
 def merged(base: dict, change: dict) -> dict:

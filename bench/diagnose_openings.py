@@ -14,6 +14,10 @@ It also prints the median absolute errors of the in-plane candidates (along-wall
 height) and the predicted/GT counts, so one sees which numbers the model has not learned.
 
     python bench/diagnose_openings.py out/quickstart/model/stage2 out/quickstart/data/val --rooms 50
+    python bench/diagnose_openings.py out/quickstart/model/stage2 out/quickstart/data/train --split train
+
+The second scores training rooms as stored: a model that memorised its rooms' openings instead of reading
+them hits far more there than on held-out rooms.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ import torch
 
 from spacelm.predict import PredictConfig, load_model, predict_clouds
 from spacelm.scene.geometry import MIN_WALL_LENGTH, opening_quads, plane_iou
+from spacelm.scene.metrics import evaluate_scenes
 from spacelm.train.data import LayoutDataset
+from spacelm.train.sft import f1_by_class
 
 
 def _kept(layout, kind: str) -> list:
@@ -79,20 +85,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="a trained model folder (e.g. out/quickstart/model/stage2)")
     parser.add_argument("val", help="held-out rooms (e.g. out/quickstart/data/val)")
+    parser.add_argument("--split", default="val",
+                        help="rows of split.csv to score: 'train' on the training folder tells reading from "
+                             "memorising (the rooms as stored, no augmentation)")
+    parser.add_argument("--task", default="all", help="the request the model was trained on (all, arch)")
     parser.add_argument("--rooms", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model, processor = load_model(args.model, "cpu")
-    rooms = LayoutDataset([args.val], processor, split="val")
+    rooms = LayoutDataset([args.val], processor, split=args.split, task=args.task)
     n = min(args.rooms, len(rooms))
     tic = time.perf_counter()
     batch = [rooms.room(i) for i in range(n)]
     preds = []
     for begin in range(0, n, 10):
         clouds = [cloud for _, cloud, _ in batch[begin:begin + 10]]
-        preds += predict_clouds(model, processor, clouds, PredictConfig(do_sample=False, max_new_tokens=1024))
+        preds += predict_clouds(model, processor, clouds, PredictConfig(task=args.task, do_sample=False,
+                                                                       max_new_tokens=1024))
     print(f"{n} rooms predicted in {time.perf_counter() - tic:.0f} s")
+    f1 = f1_by_class(evaluate_scenes([(sid, gt, p.layout) for (sid, _, gt), p in zip(batch, preds)]))
+    print("F1 (the metric): " + ", ".join(f"{k} {f1[k][0.5 if k == 'wall' else 0.25]:.3f}"
+                                          for k in ("wall", "door", "window", "objects") if k in f1))
     for kind in ("door", "window"):
         outcomes, errors, counts = collections.Counter(), [], collections.Counter()
         for (_, _, gt), pred in zip(batch, preds):
