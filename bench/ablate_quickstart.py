@@ -41,6 +41,7 @@ Variants (each is the quickstart's config with the change named):
 - ``door_probe``, ``door_probe_cells40``: ``arch`` (80 or 40 cm token cells) on rooms whose only wall gap is
   their one door: rectangular, no windows, boxes or occlusion holes (can this model read a gap at all?);
 - ``door_probe_encoder_lr3e-3``: ``door_probe`` with the encoder and projector at 3x the LM's learning rate;
+- ``door_probe_lm256``: ``door_probe`` with a tiny LM twice as wide (256, 8 heads; about 4x its parameters);
 - ``probe_task``: ``arch`` on easier rooms, close to ``shared/research/quickstart-feasibility.md``'s probe:
   rectangular, no doors or windows, 2-6 boxes, so the answer is four walls (is it our model or the
   full generator that learns slowly?).
@@ -85,6 +86,7 @@ VARIANTS: dict[str, dict] = {
     "door_probe": {**ARCH, **VAL30},
     "door_probe_cells40": {**ARCH, **CELLS40, **VAL30},
     "door_probe_encoder_lr3e-3": {**ARCH, **VAL30, "stage2": {"encoder_learning_rate": 3e-3}},
+    "door_probe_lm256": {**ARCH, **VAL30, "model": {"tiny_lm": {"hidden_size": 256, "num_heads": 8}}},
     "bins": {"model": {"tiny_lm": {"numbers": "bins"}}},
     "fourier_bins": {"model": {"tiny_lm": {"numbers": "fourier_bins"}}},
     "mix_arch": {"data": {"task_mix": {"arch": 1.0, "all": 1.0}}},
