@@ -41,7 +41,7 @@ Variants (each is the quickstart's config with the change named):
 - ``door_probe``, ``door_probe_cells40``: ``arch`` (80 or 40 cm token cells) on rooms whose only wall gap is
   their one door: rectangular, no windows, boxes or occlusion holes (can this model read a gap at all?);
 - ``door_probe_encoder_lr3e-3``: ``door_probe`` with the encoder and projector at 3x the LM's learning rate;
-- ``door_probe_lm256``: ``door_probe`` with a tiny LM twice as wide (256, 8 heads; about 4x its parameters);
+- ``door_probe_lm256``: ``door_probe`` with a tiny LM twice as wide (256, 8 heads: 2.5 M LM parameters against 0.66 M);
 - ``probe_task``: ``arch`` on easier rooms, close to ``shared/research/quickstart-feasibility.md``'s probe:
   rectangular, no doors or windows, 2-6 boxes, so the answer is four walls (is it our model or the
   full generator that learns slowly?).

@@ -31,6 +31,7 @@ import torch
 
 from spacelm.predict import PredictConfig, load_model, predict_clouds
 from spacelm.scene.geometry import MIN_WALL_LENGTH, opening_quads, plane_iou
+from spacelm.scene.language import TASKS
 from spacelm.scene.metrics import evaluate_scenes
 from spacelm.train.data import LayoutDataset
 from spacelm.train.sft import f1_by_class
@@ -84,17 +85,19 @@ def opening_errors(gt, pred, kind: str) -> tuple[list[str], list[tuple[float, fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="a trained model folder (e.g. out/quickstart/model/stage2)")
-    parser.add_argument("val", help="held-out rooms (e.g. out/quickstart/data/val)")
-    parser.add_argument("--split", default="val",
+    parser.add_argument("rooms_dir", help="a dataset folder (e.g. out/quickstart/data/val; with --split train, "
+                                          "out/quickstart/data/train)")
+    parser.add_argument("--split", default="val", choices=["train", "val"],
                         help="rows of split.csv to score: 'train' on the training folder tells reading from "
                              "memorising (the rooms as stored, no augmentation)")
-    parser.add_argument("--task", default="all", help="the request the model was trained on (all, arch)")
+    parser.add_argument("--task", default="all", choices=[t for t in TASKS if t != "object"],
+                        help="the request the model was trained on")
     parser.add_argument("--rooms", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model, processor = load_model(args.model, "cpu")
-    rooms = LayoutDataset([args.val], processor, split=args.split, task=args.task)
+    rooms = LayoutDataset([args.rooms_dir], processor, split=args.split, task=args.task)
     n = min(args.rooms, len(rooms))
     tic = time.perf_counter()
     batch = [rooms.room(i) for i in range(n)]
