@@ -42,6 +42,14 @@ Variants (each is the quickstart's config with the change named):
   their one door: rectangular, no windows, boxes or occlusion holes (can this model read a gap at all?);
 - ``door_probe_encoder_lr3e-3``: ``door_probe`` with the encoder and projector at 3x the LM's learning rate;
 - ``door_probe_lm256``: ``door_probe`` with a tiny LM twice as wide (256, 8 heads: 2.5 M LM parameters against 0.66 M);
+- ``door_probe_tokens``: ``door_probe`` with token supervision (``model.token_labels``: wall, door,
+  window): a training-only head on the encoder tokens learns which of those each token's cell touches,
+  so the encoder gets a gradient to mark gaps before the LM has learned to look for them;
+- ``door_probe_tokens_w0.1``: the same with the head's loss at 0.1x (``token_loss_weight``) instead of 1x;
+  ``door_probe_door_w0.1``: that with ``door`` as the only label (does the wall label cost the walls?);
+  ``door_probe_tokens_w0``: the head at 0x, so only the data path of token supervision differs from ``door_probe``;
+- ``arch_tokens``, ``tokens``: ``arch`` and the quickstart itself with it (``tokens``: the 8 box
+  classes as labels too); ``tokens_w0.1``: ``tokens`` with the head's loss at 0.1x;
 - ``probe_task``: ``arch`` on easier rooms, close to ``shared/research/quickstart-feasibility.md``'s probe:
   rectangular, no doors or windows, 2-6 boxes, so the answer is four walls (is it our model or the
   full generator that learns slowly?).
@@ -58,7 +66,11 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from spacelm.quickstart import QUICKSTART_CLASSES
+
 ARCH = {"data": {"task": "arch"}}
+# Token supervision (model.token_labels): a head on the encoder tokens learns which of these each cell touches.
+STRUCTURE = ("wall", "door", "window")
 # 5 cm voxels and layout bins with four down-convs (80 cm token cells), as the quickstart had before.
 VOXEL5 = {"model": {"point_encoder": {"num_bins": 640, "channels": [8, 8, 16, 16, 32]}}}
 # Two down-convs at 10 cm: 40 cm token cells.
@@ -87,6 +99,13 @@ VARIANTS: dict[str, dict] = {
     "door_probe_cells40": {**ARCH, **CELLS40, **VAL30},
     "door_probe_encoder_lr3e-3": {**ARCH, **VAL30, "stage2": {"encoder_learning_rate": 3e-3}},
     "door_probe_lm256": {**ARCH, **VAL30, "model": {"tiny_lm": {"hidden_size": 256, "num_heads": 8}}},
+    "door_probe_tokens": {**ARCH, **VAL30, "model": {"token_labels": list(STRUCTURE)}},
+    "door_probe_tokens_w0.1": {**ARCH, **VAL30, "model": {"token_labels": list(STRUCTURE), "token_loss_weight": 0.1}},
+    "door_probe_door_w0.1": {**ARCH, **VAL30, "model": {"token_labels": ["door"], "token_loss_weight": 0.1}},
+    "door_probe_tokens_w0": {**ARCH, **VAL30, "model": {"token_labels": list(STRUCTURE), "token_loss_weight": 0.0}},
+    "arch_tokens": {**ARCH, **VAL30, "model": {"token_labels": list(STRUCTURE)}},
+    "tokens": {**VAL30, "model": {"token_labels": [*STRUCTURE, *QUICKSTART_CLASSES]}},
+    "tokens_w0.1": {**VAL30, "model": {"token_labels": [*STRUCTURE, *QUICKSTART_CLASSES], "token_loss_weight": 0.1}},
     "bins": {"model": {"tiny_lm": {"numbers": "bins"}}},
     "fourier_bins": {"model": {"tiny_lm": {"numbers": "fourier_bins"}}},
     "mix_arch": {"data": {"task_mix": {"arch": 1.0, "all": 1.0}}},

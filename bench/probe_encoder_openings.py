@@ -20,47 +20,31 @@ import torch
 from scipy.stats import rankdata
 
 from spacelm.model.point_encoder import PointEncoder
+from spacelm.model.token_targets import STRUCTURE_LABELS, label_boxes, token_targets
 from spacelm.predict import load_model
 from spacelm.train.data import LayoutDataset
 
-WALL_MARGIN = 0.15  # metres: a cell "touches" a wall or opening within this distance of its plane
+WALL_MARGIN = 0.15  # metres: a cell "touches" a wall or opening within this distance of it
 
 
-def cell_labels(cells: np.ndarray, layout, offset: np.ndarray, cell_size: float) -> dict[str, np.ndarray]:
-    """``(T,) bool`` per kind for the token cells ``cells (T, 3)``: touches a wall, a door, a window."""
-    lo = cells * cell_size  # (T, 3) cell minimum corner, shifted frame
-    hi = lo + cell_size
-
-    def touches(box_lo: np.ndarray, box_hi: np.ndarray) -> np.ndarray:  # (K, 3) boxes -> (T,)
-        if not len(box_lo):
-            return np.zeros(len(cells), bool)
-        overlap = (lo[:, None] < box_hi[None]) & (hi[:, None] > box_lo[None])  # (T, K, 3)
-        return overlap.all(axis=2).any(axis=1)
-
-    def wall_boxes(walls):
-        a = np.array([(w.ax, w.ay, w.az) for w in walls]) - offset
-        b = np.array([(w.bx, w.by, w.az + w.height) for w in walls]) - offset
-        return np.minimum(a, b) - WALL_MARGIN, np.maximum(a, b) + WALL_MARGIN
-
-    def opening_boxes(openings):
-        rows = []
-        for o in openings:
-            w = layout.walls[o.wall_id]
-            d = np.array([w.bx - w.ax, w.by - w.ay])
-            d = np.abs(d / np.linalg.norm(d))  # exact for axis-aligned walls, as the generator's are
-            half = np.array([*(d * o.width / 2 + (1 - d) * WALL_MARGIN), o.height / 2])
-            centre = np.array([o.x, o.y, o.z]) - offset
-            rows.append((centre - half, centre + half))
-        return (np.array([r[0] for r in rows]).reshape(-1, 3), np.array([r[1] for r in rows]).reshape(-1, 3))
-
-    return {"wall": touches(*wall_boxes(layout.walls)), "door": touches(*opening_boxes(layout.doors)),
-            "window": touches(*opening_boxes(layout.windows))}
+def cell_labels(cells: np.ndarray, layout, offset: np.ndarray, voxel_size: float,
+                token_stride: int) -> dict[str, np.ndarray]:
+    """``(T,) bool`` per kind for the token cells ``cells (T, 3)``: touches a wall, a door, a window (the
+    token-supervision targets, ``spacelm.model.token_targets``, with a margin of ``WALL_MARGIN``)."""
+    boxes = label_boxes(layout, STRUCTURE_LABELS, offset, voxel_size, margin=WALL_MARGIN / voxel_size)
+    boxes = torch.as_tensor(np.pad(boxes, ((0, 0), (1, 0))))  # sample column 0: one room
+    cells = torch.as_tensor(np.pad(cells, ((0, 0), (1, 0)))).long()
+    targets = token_targets(cells, token_stride, boxes, len(STRUCTURE_LABELS)).numpy() > 0
+    return {kind: targets[:, i] for i, kind in enumerate(STRUCTURE_LABELS)}
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Probability that a random positive scores above a random negative (ties count half)."""
+    """Probability that a random positive scores above a random negative (ties count half); nan when
+    the labels hold only one class (e.g. rooms without windows)."""
     ranks = rankdata(scores)
     pos = labels.sum()
+    if pos == 0 or pos == len(labels):
+        return float("nan")
     return float((ranks[labels].sum() - pos * (pos + 1) / 2) / (pos * (len(labels) - pos)))
 
 
@@ -95,7 +79,7 @@ def main() -> None:
     trained = model.point_encoder.eval()
     random_encoder = PointEncoder(trained.config).eval()
     cfg = trained.config
-    cell_size = 32.0 / cfg.num_bins * cfg.token_stride
+    voxel_size = 32.0 / cfg.num_bins
     data = LayoutDataset([args.rooms], processor, split=args.split)
     features = {"trained": [], "random": [], "voxel count": []}
     labels = {"wall": [], "door": [], "window": []}
@@ -116,7 +100,7 @@ def main() -> None:
             rows, count = np.unique(token_of_voxel.numpy(), axis=0, return_counts=True)
             assert (rows == cells).all()
             features["voxel count"].append(np.stack([count, np.log1p(count)], axis=1))
-            for kind, mask in cell_labels(cells, layout, inputs.offset, cell_size).items():
+            for kind, mask in cell_labels(cells, layout, inputs.offset, voxel_size, cfg.token_stride).items():
                 labels[kind].append(mask)
             room_of.append(np.full(len(cells), i))
     room_of = np.concatenate(room_of)

@@ -22,7 +22,7 @@ from spacelm.datasets.synthetic import SynthConfig, room_seed, synth_room  # noq
 from spacelm.model.tiny import save_tiny_base_lm  # noqa: E402
 from spacelm.points import PointCloud, write_ply  # noqa: E402
 from spacelm.scene import Layout, Wall  # noqa: E402
-from spacelm.scene.language import write_layout  # noqa: E402
+from spacelm.scene.language import read_layout, write_layout  # noqa: E402
 from spacelm.train import data as data_module  # noqa: E402
 from spacelm.train.args import ConfigError, TinyLMArgs, config_from_dict, load_config  # noqa: E402
 from spacelm.train.data import LayoutDataset, fit_to_ranges  # noqa: E402
@@ -226,6 +226,41 @@ def test_dataset_labels_only_the_answer_and_is_repeatable(dataset, base_lm):
     rooms.set_epoch(1)
     assert not np.array_equal(rooms[1]["point_features"], example["point_features"])
     assert len(LayoutDataset([dataset], processor, split="val")) == 2
+
+
+def test_stage1_trains_the_token_head_and_stage2_keeps_it(tmp_path, dataset, base_lm):
+    config = make_config(tmp_path, dataset, base_lm, stage1={"max_steps": 2}, stage2={"max_steps": 1})
+    config.model.token_labels = ["wall", "door", "window"]
+    set_seed(config.seed)
+    initial, _ = initial_model(config, "1")
+    train(config, "both", show_progress=False)
+    first, second = saved_weights(stage_dir(config, "1")), saved_weights(stage_dir(config, "2"))
+    assert first["token_head.weight"].shape == (3, 16)
+    assert not torch.equal(first["token_head.weight"], initial.token_head.weight.detach())
+    assert not torch.equal(second["token_head.weight"], first["token_head.weight"])
+
+
+def test_token_boxes_hold_the_whole_augmented_room_whatever_the_request(dataset, base_lm):
+    config = make_config("unused", dataset, base_lm)
+    _, processor = initial_model(config, "1")
+    stored = read_layout(dataset / "layout" / "room0.txt").layout
+    categories = sorted({box.label for box in stored.boxes})
+    labels = ["wall", "door", "window", *categories]
+    rooms = LayoutDataset([dataset], processor, split="train", task="arch", augment=config.data.augment, seed=3,
+                          token_labels=labels)
+    example = rooms[0]
+    start = next(i for i, label in enumerate(example["labels"]) if label != -100)
+    assert "=Bbox(" not in processor.tokenizer.decode(example["input_ids"][start:])  # an arch answer...
+    kinds = example["token_boxes"][:, 0].astype(int)
+    assert np.bincount(kinds, minlength=len(labels)).tolist() == [  # ...but targets for every element
+        len(stored.walls), len(stored.doors), len(stored.windows),
+        *[sum(box.label == c for box in stored.boxes) for c in categories]]
+    # In the frame of the augmented cloud: every wall's box holds many of the cloud's voxels.
+    voxels = example["point_coords"] + 0.5  # voxel centres, in voxel units
+    for row in example["token_boxes"][kinds == 0]:
+        inside = ((voxels > row[1:4]) & (voxels < row[4:7])).all(axis=1)
+        assert inside.sum() > 50
+    assert "token_boxes" not in LayoutDataset([dataset], processor, split="train")[0]
 
 
 def test_fit_to_ranges_clips_with_a_warning_or_raises(caplog):

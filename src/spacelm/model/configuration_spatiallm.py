@@ -39,6 +39,9 @@ class SpatialLMConfig(PreTrainedConfig):
     as a dict (``PointEncoderConfig`` / ``SonataConfig``; defaults: SpatialLM v1.0 encoder shape at 1280
     bins). ``projector``: ``"linear"`` (Linear(D, hidden), SpatialLM v1.0) or ``"mlp"``
     (Linear(D, D) -> GELU -> Linear(D, hidden)); D is the encoder's ``embed_dim``.
+    ``token_labels``: labels (``wall``, ``door``, ``window``, box categories) of an optional linear head on
+    the encoder tokens, trained with ``token_loss_weight`` x a per-token binary cross-entropy on which of
+    them each token's cell touches (``spacelm.model.token_targets``); None (SpatialLM): no head.
     """
 
     model_type = "spacelm_spatiallm"
@@ -53,6 +56,8 @@ class SpatialLMConfig(PreTrainedConfig):
     point_start_token_id: int | None = None
     point_end_token_id: int | None = None
     point_token_id: int | None = None
+    token_labels: list[str] | None = None
+    token_loss_weight: float = 1.0
 
     def __post_init__(self, **kwargs):
         if self.text_config is None:
@@ -67,6 +72,14 @@ class SpatialLMConfig(PreTrainedConfig):
         self.point_config = POINT_BACKBONES[self.point_backbone].from_dict(self.point_config or {}).to_dict()
         if self.projector not in PROJECTORS:
             raise ValueError(f"projector must be one of {PROJECTORS}, got {self.projector!r}")
+        if self.token_labels:
+            self.token_labels = [str(label) for label in self.token_labels]
+            if len(set(self.token_labels)) != len(self.token_labels):
+                raise ValueError(f"token_labels has duplicates: {self.token_labels}")
+            if self.point_backbone != "scenescript":
+                raise ValueError("token_labels needs the scenescript point backbone (its tokens are grid cells)")
+        else:
+            self.token_labels = None
         super().__post_init__(**kwargs)
 
     @property

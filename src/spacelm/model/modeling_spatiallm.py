@@ -33,7 +33,7 @@ from transformers import (
 from transformers.utils import logging
 
 from spacelm.model.configuration_spatiallm import PROJECTORS, SpatialLMConfig
-from spacelm.model.point_encoder import PointEncoder
+from spacelm.model.point_encoder import PointEncoder, PointEncoderOutput
 from spacelm.model.point_tokens import (  # noqa: F401  (POINT_*_TOKEN re-exported for callers)
     POINT_END_TOKEN,
     POINT_INPUTS,
@@ -42,6 +42,7 @@ from spacelm.model.point_tokens import (  # noqa: F401  (POINT_*_TOKEN re-export
     POINT_TOKENS,
 )
 from spacelm.model.sonata import Sonata
+from spacelm.model.token_targets import token_targets
 
 logger = logging.get_logger(__name__)
 
@@ -94,6 +95,9 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
         self.point_encoder = encoder_class(encoder_config).float()
         self.projector = build_projector(config.projector, encoder_config.embed_dim,
                                          config.text_config.hidden_size)
+        # Training-only head of the token-supervision loss (spacelm.model.token_targets); not SpatialLM's.
+        self.token_head = (nn.Linear(encoder_config.embed_dim, len(config.token_labels))
+                           if config.token_labels else None)
         if language_model is None:
             language_model = AutoModelForCausalLM.from_config(config.text_config)
         elif language_model.config is not config.text_config:
@@ -153,6 +157,13 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
 
         Tokens come sample by sample (sample 0's first), the order ``masked_scatter`` fills pad tokens in.
         """
+        encoded, counts = self._encode_points(point_coords, point_features, point_batch, batch_size)
+        proj_dtype = next(self.projector.parameters()).dtype
+        return self.projector(encoded.features.to(proj_dtype)), counts
+
+    def _encode_points(self, point_coords: Tensor, point_features: Tensor, point_batch: Tensor,
+                       batch_size: int) -> tuple[PointEncoderOutput, Tensor]:
+        """The encoder's output for a batch, and its ``(B,)`` token counts padded to ``batch_size``."""
         if point_features is None or point_batch is None:
             raise ValueError("point_coords needs point_features and point_batch as well")
         device = self.point_encoder.input_proj.weight.device
@@ -162,9 +173,16 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
         if len(counts) > batch_size:
             raise ValueError(f"point_batch holds sample index {len(counts) - 1} but the text batch has "
                              f"{batch_size} rows")
-        counts = nn.functional.pad(counts, (0, batch_size - len(counts)))  # (B,): text-only rows at the end
-        proj_dtype = next(self.projector.parameters()).dtype
-        return self.projector(encoded.features.to(proj_dtype)), counts
+        return encoded, nn.functional.pad(counts, (0, batch_size - len(counts)))  # text-only rows at the end
+
+    def token_loss(self, encoded: PointEncoderOutput, token_boxes: Tensor) -> Tensor:
+        """Mean binary cross-entropy of the token head against ``token_targets`` of ``token_boxes (K, 8)``."""
+        if self.token_head is None:
+            raise ValueError("token_boxes given but the model has no token head; set config.token_labels")
+        logits = self.token_head(encoded.features.to(self.token_head.weight.dtype))  # (T, C)
+        targets = token_targets(encoded.coords, self.config.point_encoder_config.token_stride, token_boxes,
+                                logits.shape[1])
+        return nn.functional.binary_cross_entropy_with_logits(logits, targets)
 
     def _scatter_points(self, input_ids: Tensor, inputs_embeds: Tensor, features: Tensor,
                         counts: Tensor) -> Tensor:
@@ -198,6 +216,7 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
         point_features: Tensor | None = None,
         point_batch: Tensor | None = None,
         labels: Tensor | None = None,
+        token_boxes: Tensor | None = None,
         logits_to_keep: int | Tensor = 0,
         past_key_values=None,
         **kwargs,
@@ -212,24 +231,30 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
         ``past_key_values`` (the older name); it goes to the language model under the name its forward
         takes, since passing the old name there is deprecated (a ``FutureWarning`` per call).
 
-        Returns the language model's output (``loss`` when ``labels`` are given, -100 = ignored).
+        Returns the language model's output (``loss`` when ``labels`` are given, -100 = ignored). With
+        ``token_boxes`` (the collator's, when ``config.token_labels`` is set) and ``labels``, the loss also
+        holds ``config.token_loss_weight`` x the token head's loss.
         """
         cache = cache if cache is not None else past_key_values
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)  # (B, L, H)
+        token_loss = None
         if point_coords is not None and not self._points_in_cache(input_ids, cache):
             if input_ids is None:
                 raise ValueError("point inputs need input_ids to find the <|point_pad|> tokens")
             if self.config.point_token_id is None:
                 raise ValueError("config.point_token_id is not set; build the model with from_base_lm")
-            features, counts = self.get_point_features(point_coords, point_features, point_batch,
-                                                       len(input_ids))
+            encoded, counts = self._encode_points(point_coords, point_features, point_batch, len(input_ids))
+            if token_boxes is not None and labels is not None:
+                token_loss = self.token_loss(encoded, token_boxes)
+            proj_dtype = next(self.projector.parameters()).dtype
+            features = self.projector(encoded.features.to(proj_dtype))
             inputs_embeds = self._scatter_points(input_ids, inputs_embeds, features, counts)
         if labels is not None and cache is None:
             kwargs.setdefault("use_cache", False)  # a loss needs no KV cache (nor does checkpointing allow one)
-        return self.language_model(
+        output = self.language_model(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
@@ -238,6 +263,9 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
             **{_cache_keyword(type(self.language_model)): cache},
             **kwargs,
         )
+        if token_loss is not None and output.loss is not None:
+            output.loss = output.loss + self.config.token_loss_weight * token_loss.to(output.loss.dtype)
+        return output
 
     # ---- generation ------------------------------------------------------------------------------
 
@@ -267,7 +295,8 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
 
     @classmethod
     def from_base_lm(cls, name_or_path: str, *, point_config: dict | None = None, projector: str = "linear",
-                     point_backbone: str = "scenescript",
+                     point_backbone: str = "scenescript", token_labels: list[str] | None = None,
+                     token_loss_weight: float = 1.0,
                      dtype: torch.dtype | str | None = None, processor_kwargs: dict | None = None,
                      **lm_kwargs):
         """A fresh SpatialLM around a pretrained causal LM: ``(model, processor)``.
@@ -279,6 +308,7 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
         checkpoint's dtype (transformers' ``"auto"``: bf16 for Qwen2.5). ``lm_kwargs`` go to
         ``AutoModelForCausalLM.from_pretrained``; ``processor_kwargs`` to ``SpatialLMProcessor`` (e.g.
         ``{"system_prompt": None}`` for SpatialLM's Llama variant, which has no system turn).
+        ``token_labels`` and ``token_loss_weight``: the optional token-supervision head (``SpatialLMConfig``).
 
         ``SpatialLMForCausalLM.from_base_lm("Qwen/Qwen2.5-0.5B-Instruct", point_config={"num_bins": 1280})``
         """
@@ -297,6 +327,8 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
             point_backbone=point_backbone,
             point_config=point_config,
             projector=projector,
+            token_labels=token_labels,
+            token_loss_weight=token_loss_weight,
             point_start_token_id=point_start,
             point_end_token_id=point_end,
             point_token_id=point_pad,

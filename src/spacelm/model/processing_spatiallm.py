@@ -220,7 +220,8 @@ class SpatialLMProcessor:
         }
 
     def collate(self, examples: Sequence[dict], *, padding_side: str = "right") -> dict[str, torch.Tensor]:
-        """Pad ``input_ids`` (and ``labels`` with -100) and concatenate point rows with a batch index.
+        """Pad ``input_ids`` (and ``labels`` with -100) and concatenate point rows with a batch index (and
+        any ``token_boxes`` of ``LayoutDataset``'s token targets, as ``(K, 8)`` rows led by the sample index).
 
         Padding uses the tokenizer's pad token (EOS if none); its rows get attention 0.
         """
@@ -251,6 +252,10 @@ class SpatialLMProcessor:
         }
         if has_labels:
             batch["labels"] = labels
+        if "token_boxes" in examples[0]:  # (K, 8): the sample index, then label_boxes' row
+            batch["token_boxes"] = torch.cat([
+                torch.nn.functional.pad(torch.as_tensor(ex["token_boxes"], dtype=torch.float32), (1, 0), value=row)
+                for row, ex in enumerate(examples)])
         return batch
 
     # ---- output ----------------------------------------------------------------------------------

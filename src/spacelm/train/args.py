@@ -84,6 +84,11 @@ class ModelArgs:
     # Put SpatialLM's code template (~260 tokens) in the request; false: just 'Detect walls, doors,
     # windows, boxes.' (cheaper for a model trained from scratch; SpatialLM checkpoints expect true).
     reference_code: bool = True
+    # Labels (wall, door, window, box categories) of a training-only head on the encoder tokens that
+    # learns which of them each token's cell touches (not in SpatialLM; spacelm.model.token_targets);
+    # None: no head. Its loss is added to the LM's, times token_loss_weight.
+    token_labels: list[str] | None = None
+    token_loss_weight: float = 1.0
 
 
 @dataclass
@@ -225,6 +230,11 @@ def check_config(config: TrainConfig) -> None:
          "must be null or >= 0")
     need(config.model.dtype in DTYPES, "model.dtype", f"must be one of {DTYPES}, got {config.model.dtype!r}")
     _check_point_encoder(config.model.point_encoder)
+    labels = config.model.token_labels
+    need(labels is None or (all(isinstance(x, str) and x for x in labels) and len(set(labels)) == len(labels)),
+         "model.token_labels", f"must be null or distinct label names, got {labels!r}")
+    need(math.isfinite(config.model.token_loss_weight) and config.model.token_loss_weight >= 0,
+         "model.token_loss_weight", f"must be finite and >= 0, got {config.model.token_loss_weight}")
     tiny = config.model.tiny_lm
     if tiny is not None:
         for name in ("hidden_size", "num_layers", "num_heads"):

@@ -30,7 +30,9 @@ from torch.utils.data import Dataset
 
 from spacelm.errors import SpacelmError, decode_error
 from spacelm.model.processing_spatiallm import PointExtentError
+from spacelm.model.token_targets import label_boxes
 from spacelm.points import PointCloud, read_points
+from spacelm.points.transforms import WORLD_EXTENT
 from spacelm.points.transforms import augment as augment_cloud
 from spacelm.scene.language import TASKS, parse_layout, read_layout
 from spacelm.scene.layout import Layout, canonical_order, fold_box_yaws
@@ -179,7 +181,7 @@ class LayoutDataset(Dataset):
 
     def __init__(self, sources: list[str | Path], processor, *, split: str = "train", task: str = "all",
                  augment: AugmentArgs | None = None, seed: int = 0, out_of_range: str = "clip",
-                 task_mix: dict[str, float] | None = None) -> None:
+                 task_mix: dict[str, float] | None = None, token_labels: list[str] | None = None) -> None:
         if not sources:
             raise DataError(f"no {split} sources given")
         self.records = [r for source in sources for r in list_records(source, split, task)]
@@ -187,6 +189,7 @@ class LayoutDataset(Dataset):
             raise DataError(f"no {split} rooms in {', '.join(map(str, sources))}")
         self.processor = processor
         self.augment = augment
+        self.token_labels = token_labels
         self.seed = seed
         self.out_of_range = out_of_range
         self.epoch = 0
@@ -210,13 +213,13 @@ class LayoutDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         record = self.records[index]
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        _, cloud, layout = self.room(index)
+        cloud = read_points(record.cloud_path)
+        layout = record.layout()  # the whole room: token targets see every element, the answer its request's
         task = record.task
         if self.task_mix is not None and record.task == "all" and record.layout_path is not None:
             tasks, weights = self.task_mix
             # Its own stream, so a mix leaves the augmentation of every example as it was.
             task = tasks[np.random.default_rng([self.seed, self.epoch, index, 1]).choice(len(tasks), p=weights)]
-            layout = select_task(layout, task)
         xyz, rgb = cloud.xyz, cloud.rgb
         if self.augment is not None:
             a = self.augment
@@ -228,9 +231,13 @@ class LayoutDataset(Dataset):
         origin = np.array([xyz[:, i].min() for i in range(3)], dtype=np.float64)
         layout = fit_to_ranges(layout, origin, policy=self.out_of_range, sample_id=record.sample_id)
         try:
-            return self.processor.training_example(xyz, rgb, layout, task=task,
-                                                   categories=list(record.categories) or None,
-                                                   mode="train", rng=rng)
+            example = self.processor.training_example(xyz, rgb, select_task(layout, task), task=task,
+                                                      categories=list(record.categories) or None,
+                                                      mode="train", rng=rng)
         except PointExtentError as e:
             raise DataError(f"{record.cloud_path}: {e}") from None
+        if self.token_labels:
+            example["token_boxes"] = label_boxes(layout, self.token_labels, origin,
+                                                 WORLD_EXTENT / self.processor.num_bins)
+        return example
 

@@ -51,7 +51,7 @@ from spacelm.train.data import LayoutDataset
 logger = logging.getLogger(__name__)
 
 COMPLETE_FILE = "stage_complete.json"
-ENCODER_MODULES = ("point_encoder", "projector")
+ENCODER_MODULES = ("point_encoder", "projector", "token_head")  # token_head: None unless model.token_labels
 
 
 def train(config: TrainConfig, stage: str = "both", *, callbacks: Sequence[TrainerCallback] = (),
@@ -89,7 +89,7 @@ def run_stage(config: TrainConfig, stage: str, *, callbacks: Sequence[TrainerCal
     configure_trainable(model, stage, settings.lora)
     data = config.data
     train_set = LayoutDataset(data.train, processor, split="train", task=data.task, augment=data.augment,
-                              task_mix=data.task_mix,
+                              task_mix=data.task_mix, token_labels=model.config.token_labels,
                               seed=config.seed, out_of_range=data.out_of_range)
     time_limit = None if settings.time_limit_minutes is None else 60.0 * settings.time_limit_minutes
     trainer = SpatialLMTrainer(
@@ -129,6 +129,8 @@ def initial_model(config: TrainConfig, stage: str) -> tuple[SpatialLMForCausalLM
     if stage == "1":
         return SpatialLMForCausalLM.from_base_lm(base_lm_path(config), point_config=m.point_encoder,
                                                  projector=m.projector, dtype=dtype,
+                                                 token_labels=m.token_labels,
+                                                 token_loss_weight=m.token_loss_weight,
                                                  processor_kwargs={"layout_decimals": m.layout_decimals,
                                                                    "reference_code": m.reference_code},
                                                  **lm_kwargs)
@@ -174,7 +176,8 @@ def configure_trainable(model: SpatialLMForCausalLM, stage: str, lora: LoraArgs 
     else:
         model.language_model.requires_grad_(False)
     for name in ENCODER_MODULES:
-        getattr(model, name).requires_grad_(True)
+        if getattr(model, name) is not None:
+            getattr(model, name).requires_grad_(True)
     train_embedding_rows(model.get_input_embeddings().weight, model.config.point_token_ids)
 
 

@@ -1,0 +1,120 @@
+"""Token supervision: layout elements as voxel boxes, token cells' multi-hot targets, and the model's extra loss."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+from spacelm.model import SpatialLMConfig, SpatialLMForCausalLM  # noqa: E402
+from spacelm.model.tiny import save_tiny_base_lm  # noqa: E402
+from spacelm.model.token_targets import label_boxes, token_targets  # noqa: E402
+from spacelm.scene.entities import Box, Door, Wall  # noqa: E402
+from spacelm.scene.layout import Layout  # noqa: E402
+
+WALL = Wall(1.0, 2.0, 0.0, 5.0, 2.0, 0.0, 2.5, 0.0)  # along x at y = 2 m
+DOOR = Door(0, 3.0, 2.0, 1.0, 1.0, 2.0)  # centre x = 3: 2.5..3.5 m along the wall, z 0..2 m
+BED = Box("bed", 2.0, 3.0, 0.25, math.pi / 2, 2.0, 1.0, 0.5)  # turned 90 degrees: 1 m along x, 2 m along y
+SOFA = Box("sofa", 4.0, 4.0, 0.5, 0.0, 1.0, 1.0, 1.0)
+
+
+def test_label_boxes_are_each_asked_elements_bounds_in_voxels():
+    layout = Layout(walls=[WALL], doors=[DOOR], boxes=[BED, SOFA])
+    rows = label_boxes(layout, ["door", "bed", "wall"], origin=np.array([1.0, 1.0, 0.0]), voxel_size=0.5,
+                       margin=0.0)
+    # [label index, x0, y0, z0, x1, y1, z1]: (metres - origin) / 0.5; the sofa is not asked for.
+    np.testing.assert_allclose(rows, [[2, 0, 2, 0, 8, 2, 5],   # wall: x 1..5, y 2, z 0..2.5
+                                      [0, 3, 2, 0, 5, 2, 4],   # door: x 2.5..3.5, z 0..2
+                                      [1, 1, 2, 0, 3, 6, 1]],  # bed: x 1.5..2.5, y 2..4, z 0..0.5
+                               atol=1e-5)
+    grown = label_boxes(layout, ["door", "bed", "wall"], origin=np.array([1.0, 1.0, 0.0]), voxel_size=0.5)
+    np.testing.assert_allclose(grown[:, 1:4], rows[:, 1:4] - 1, atol=1e-5)  # one voxel on every side
+    np.testing.assert_allclose(grown[:, 4:], rows[:, 4:] + 1, atol=1e-5)
+    assert label_boxes(layout, ["window", "chair"], np.zeros(3), 0.5).shape == (0, 7)
+
+
+def test_token_targets_mark_cells_whose_voxel_range_overlaps_a_box():
+    cells = torch.tensor([[0, 0, 0, 0], [0, 1, 0, 0], [0, 2, 0, 0], [1, 1, 0, 0]])  # stride 4: x 0-4, 4-8, 8-12
+    box = torch.tensor([[0.0, 1, 3, 0, 0, 5, 2, 2]])  # sample 0, label 1, x 3..5
+    assert token_targets(cells, 4, box, 2).tolist() == [[0, 1], [0, 1], [0, 0], [0, 0]]  # sample 1: no
+    plane = torch.tensor([[0.0, 0, 4, 0, 0, 4, 2, 2]])  # a zero-thickness plane on a cell boundary...
+    assert token_targets(cells, 4, plane, 1).sum() == 0
+    plane[0, [2, 5]] += torch.tensor([-1.0, 1.0])  # ...needs label_boxes' margin to touch both sides
+    assert token_targets(cells, 4, plane, 1)[:, 0].tolist() == [1, 1, 0, 0]
+    both = torch.cat([box, torch.tensor([[0.0, 1, 0, 0, 0, 12, 2, 2]])])  # two boxes, one label: still 1
+    assert token_targets(cells, 4, both, 2)[:, 1].tolist() == [1, 1, 1, 0]
+    assert token_targets(cells, 4, torch.zeros(0, 8), 3).shape == (4, 3)
+
+
+POINT_CONFIG = {"channels": [8, 8, 8, 8], "embed_dim": 16, "num_bins": 320}  # 10 cm voxels, 80 cm cells
+
+
+@pytest.fixture(scope="module")
+def base_lm_dir(tmp_path_factory):
+    return save_tiny_base_lm(tmp_path_factory.mktemp("base_lm"), hidden_size=32, num_layers=1, num_heads=2)
+
+
+def _batch(processor, layout: Layout, labels):
+    rng = np.random.default_rng(0)
+    wall_x = rng.uniform(1.0, 5.0, 3000)  # points on the wall's plane, and a floor
+    xyz = np.concatenate([np.stack([wall_x, np.full(3000, 2.0), rng.uniform(0, 2.5, 3000)], 1),
+                          np.stack([rng.uniform(1, 5, 3000), rng.uniform(2, 5, 3000), np.zeros(3000)], 1),
+                          [[1.0, 2.0, 0.0]]])  # the layout's minimum: nothing below the positive shift
+    example = processor.training_example(xyz, None, layout, task="all")
+    origin = xyz.min(axis=0)
+    example["token_boxes"] = label_boxes(layout, labels, origin, 32.0 / processor.num_bins)
+    return processor.collate([example, example])
+
+
+def test_the_token_loss_is_added_to_the_lm_loss_with_its_weight(base_lm_dir):
+    labels = ["wall", "door", "bed"]
+    torch.manual_seed(0)
+    model, processor = SpatialLMForCausalLM.from_base_lm(base_lm_dir, point_config=POINT_CONFIG,
+                                                         token_labels=labels, token_loss_weight=0.5)
+    batch = _batch(processor, Layout(walls=[WALL], doors=[DOOR], boxes=[BED]), labels)
+    assert batch["token_boxes"][:, 0].tolist() == [0, 0, 0, 1, 1, 1]  # the collator's sample column
+    with torch.no_grad():
+        with_tokens = model(**batch).loss
+        lm_only = model(**{k: v for k, v in batch.items() if k != "token_boxes"}).loss
+        encoded, _ = model._encode_points(batch["point_coords"], batch["point_features"], batch["point_batch"], 2)
+        targets = token_targets(encoded.coords, 8, batch["token_boxes"], 3)
+        p = torch.sigmoid(model.token_head(encoded.features))
+        bce = -(targets * p.log() + (1 - targets) * (1 - p).log()).mean()
+    assert 0 < targets[:, 1].sum() < targets[:, 0].sum() < len(targets)  # door cells are some of the wall's
+    assert float(with_tokens - lm_only) == pytest.approx(0.5 * float(bce), rel=1e-4)
+    with_tokens = model(**batch).loss
+    with_tokens.backward()
+    assert model.token_head.weight.grad.abs().sum() > 0
+    assert model.point_encoder.input_proj.weight.grad.abs().sum() > 0
+
+
+def test_the_head_is_saved_and_loaded_and_only_used_in_training(base_lm_dir, tmp_path):
+    model, processor = SpatialLMForCausalLM.from_base_lm(base_lm_dir, point_config=POINT_CONFIG,
+                                                         token_labels=["door"])
+    model.save_pretrained(tmp_path)
+    loaded = SpatialLMForCausalLM.from_pretrained(tmp_path)
+    assert loaded.config.token_labels == ["door"] and loaded.config.token_loss_weight == 1.0
+    torch.testing.assert_close(loaded.token_head.weight, model.token_head.weight)
+    batch = _batch(processor, Layout(walls=[WALL], doors=[DOOR]), ["door"])
+    del batch["labels"]  # inference: no loss, so the boxes change nothing
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**batch).logits,
+                                   loaded(**{k: v for k, v in batch.items() if k != "token_boxes"}).logits)
+    plain, _ = SpatialLMForCausalLM.from_base_lm(base_lm_dir, point_config=POINT_CONFIG)
+    assert plain.token_head is None and plain.config.token_labels is None
+    batch = _batch(processor, Layout(walls=[WALL], doors=[DOOR]), ["door"])
+    with pytest.raises(ValueError, match="no token head; set config.token_labels"):
+        plain(**batch)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"token_labels": ["door", "door"]}, "token_labels has duplicates"),
+    ({"token_labels": ["door"], "point_backbone": "sonata"}, "needs the scenescript point backbone"),
+])
+def test_bad_token_labels_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SpatialLMConfig(**kwargs)
