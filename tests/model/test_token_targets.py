@@ -13,6 +13,7 @@ pytest.importorskip("transformers")
 from spacelm.model import SpatialLMConfig, SpatialLMForCausalLM  # noqa: E402
 from spacelm.model.tiny import save_tiny_base_lm  # noqa: E402
 from spacelm.model.token_targets import label_boxes, token_targets  # noqa: E402
+from spacelm.points.transforms import WORLD_EXTENT  # noqa: E402
 from spacelm.scene.entities import Box, Door, Wall  # noqa: E402
 from spacelm.scene.layout import Layout  # noqa: E402
 
@@ -66,7 +67,7 @@ def _batch(processor, layout: Layout, labels):
                           [[1.0, 2.0, 0.0]]])  # the layout's minimum: nothing below the positive shift
     example = processor.training_example(xyz, None, layout, task="all")
     origin = xyz.min(axis=0)
-    example["token_boxes"] = label_boxes(layout, labels, origin, 32.0 / processor.num_bins)
+    example["token_boxes"] = label_boxes(layout, labels, origin, WORLD_EXTENT / processor.num_bins)
     return processor.collate([example, example])
 
 
