@@ -47,6 +47,9 @@ Variants (each is the quickstart's config with the change named):
   so the encoder gets a gradient to mark gaps before the LM has learned to look for them;
 - ``door_probe_tokens_w0.1``: the same with the head's loss at 0.1x (``token_loss_weight``) instead of 1x;
   ``door_probe_door_w0.1``: that with ``door`` as the only label (does the wall label cost the walls?);
+  ``door_probe_tokens_w0.1_wide``: that with the encoder twice as wide (channels 16-16-32-64, 128
+  features; do the head and the walls' fine positions compete for the 64 features?);
+  ``door_probe_tokens_w0.01``: the head at 0.01x;
   ``door_probe_tokens_w0``: the head at 0x, so only the data path of token supervision differs from ``door_probe``;
 - ``arch_tokens``, ``tokens``: ``arch`` and the quickstart itself with it (``tokens``: the 8 box
   classes as labels too); ``tokens_w0.1``: ``tokens`` with the head's loss at 0.1x;
@@ -75,6 +78,8 @@ STRUCTURE = ("wall", "door", "window")
 VOXEL5 = {"model": {"point_encoder": {"num_bins": 640, "channels": [8, 8, 16, 16, 32]}}}
 # Two down-convs at 10 cm: 40 cm token cells.
 CELLS40 = {"model": {"point_encoder": {"channels": [8, 16, 32]}}}
+# The quickstart's encoder at twice its widths (channels 8-8-16-32 -> 16-16-32-64, 64 -> 128 features).
+WIDE = {"channels": [16, 16, 32, 64], "embed_dim": 128}
 # A steadier learning curve than the quickstart's 10 rooms a point (about 20 s a point for the arch task).
 VAL30 = {"validation": {"num_rooms": 30}}
 VARIANTS: dict[str, dict] = {
@@ -102,6 +107,9 @@ VARIANTS: dict[str, dict] = {
     "door_probe_tokens": {**ARCH, **VAL30, "model": {"token_labels": list(STRUCTURE)}},
     "door_probe_tokens_w0.1": {**ARCH, **VAL30, "model": {"token_labels": list(STRUCTURE), "token_loss_weight": 0.1}},
     "door_probe_door_w0.1": {**ARCH, **VAL30, "model": {"token_labels": ["door"], "token_loss_weight": 0.1}},
+    "door_probe_tokens_w0.1_wide": {**ARCH, **VAL30, "model": {"token_labels": list(STRUCTURE), "token_loss_weight": 0.1,
+                                                                "point_encoder": WIDE}},
+    "door_probe_tokens_w0.01": {**ARCH, **VAL30, "model": {"token_labels": list(STRUCTURE), "token_loss_weight": 0.01}},
     "door_probe_tokens_w0": {**ARCH, **VAL30, "model": {"token_labels": list(STRUCTURE), "token_loss_weight": 0.0}},
     "arch_tokens": {**ARCH, **VAL30, "model": {"token_labels": list(STRUCTURE)}},
     "tokens": {**VAL30, "model": {"token_labels": [*STRUCTURE, *QUICKSTART_CLASSES]}},
