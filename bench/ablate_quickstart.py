@@ -49,10 +49,13 @@ Variants (each is the quickstart's config with the change named):
   ``door_probe_door_w0.1``: that with ``door`` as the only label (does the wall label cost the walls?);
   ``door_probe_tokens_w0.1_wide``: that with the encoder twice as wide (channels 16-16-32-64, 128
   features; do the head and the walls' fine positions compete for the 64 features?);
+  ``door_probe_tokens_w0.1_extent``: ``door_probe_tokens_w0.1`` whose head also regresses where in its cell
+  each token's voxels lie (``token_extent_weight`` 1);
   ``door_probe_tokens_w0.01``: the head at 0.01x;
   ``door_probe_tokens_w0``: the head at 0x, so only the data path of token supervision differs from ``door_probe``;
 - ``arch_tokens``, ``tokens``: ``arch`` and the quickstart itself with it (``tokens``: the 8 box
-  classes as labels too); ``tokens_w0.1``: ``tokens`` with the head's loss at 0.1x;
+  classes as labels too); ``tokens_w0.1``: ``tokens`` with the head's loss at 0.1x; ``tokens_w0.1_extent``:
+  that with the extent target too (``token_extent_weight`` 1);
 - ``probe_task``: ``arch`` on easier rooms, close to ``shared/research/quickstart-feasibility.md``'s probe:
   rectangular, no doors or windows, 2-6 boxes, so the answer is four walls (is it our model or the
   full generator that learns slowly?).
@@ -109,11 +112,15 @@ VARIANTS: dict[str, dict] = {
     "door_probe_door_w0.1": {**ARCH, **VAL30, "model": {"token_labels": ["door"], "token_loss_weight": 0.1}},
     "door_probe_tokens_w0.1_wide": {**ARCH, **VAL30, "model": {"token_labels": list(STRUCTURE),
                                                                 "token_loss_weight": 0.1, "point_encoder": WIDE}},
+    "door_probe_tokens_w0.1_extent": {**ARCH, **VAL30, "model": {
+        "token_labels": list(STRUCTURE), "token_loss_weight": 0.1, "token_extent_weight": 1.0}},
     "door_probe_tokens_w0.01": {**ARCH, **VAL30, "model": {"token_labels": list(STRUCTURE), "token_loss_weight": 0.01}},
     "door_probe_tokens_w0": {**ARCH, **VAL30, "model": {"token_labels": list(STRUCTURE), "token_loss_weight": 0.0}},
     "arch_tokens": {**ARCH, **VAL30, "model": {"token_labels": list(STRUCTURE)}},
     "tokens": {**VAL30, "model": {"token_labels": [*STRUCTURE, *QUICKSTART_CLASSES]}},
     "tokens_w0.1": {**VAL30, "model": {"token_labels": [*STRUCTURE, *QUICKSTART_CLASSES], "token_loss_weight": 0.1}},
+    "tokens_w0.1_extent": {**VAL30, "model": {"token_labels": [*STRUCTURE, *QUICKSTART_CLASSES],
+                                              "token_loss_weight": 0.1, "token_extent_weight": 1.0}},
     "bins": {"model": {"tiny_lm": {"numbers": "bins"}}},
     "fourier_bins": {"model": {"tiny_lm": {"numbers": "fourier_bins"}}},
     "mix_arch": {"data": {"task_mix": {"arch": 1.0, "all": 1.0}}},

@@ -12,7 +12,7 @@ pytest.importorskip("transformers")
 
 from spacelm.model import SpatialLMConfig, SpatialLMForCausalLM  # noqa: E402
 from spacelm.model.tiny import save_tiny_base_lm  # noqa: E402
-from spacelm.model.token_targets import label_boxes, token_targets  # noqa: E402
+from spacelm.model.token_targets import label_boxes, token_extents, token_targets  # noqa: E402
 from spacelm.points.transforms import WORLD_EXTENT  # noqa: E402
 from spacelm.scene.entities import Box, Door, Wall  # noqa: E402
 from spacelm.scene.layout import Layout  # noqa: E402
@@ -49,6 +49,18 @@ def test_token_targets_mark_cells_whose_voxel_range_overlaps_a_box():
     both = torch.cat([box, torch.tensor([[0.0, 1, 0, 0, 0, 12, 2, 2]])])  # two boxes, one label: still 1
     assert token_targets(cells, 4, both, 2)[:, 1].tolist() == [1, 1, 1, 0]
     assert token_targets(cells, 4, torch.zeros(0, 8), 3).shape == (4, 3)
+
+
+def test_token_extents_are_each_cells_lowest_and_highest_voxel_as_a_fraction_of_the_cell():
+    # stride 10, two samples: cell (0, 0, 0, 0) of sample 0 holds voxels x 2 and 7; sample 1's cell (1, 0, 0)
+    # one voxel at x 19 (offset 9); the tokens in the reverse of the voxels' order.
+    voxels = torch.tensor([[0, 2, 4, 0], [0, 7, 5, 9], [1, 19, 0, 3]])
+    tokens = torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0]])
+    extents = token_extents(voxels, tokens, 10)
+    torch.testing.assert_close(extents, torch.tensor([[0.95, 0.05, 0.35, 0.95, 0.05, 0.35],
+                                                      [0.25, 0.45, 0.05, 0.75, 0.55, 0.95]]))
+    with pytest.raises(ValueError, match="miss cells"):  # a voxel whose cell is no token
+        token_extents(voxels, tokens[1:], 10)
 
 
 POINT_CONFIG = {"channels": [8, 8, 8, 8], "embed_dim": 16, "num_bins": 320}  # 10 cm voxels, 80 cm cells
@@ -93,6 +105,32 @@ def test_the_token_loss_is_added_to_the_lm_loss_with_its_weight(base_lm_dir):
     assert model.point_encoder.input_proj.weight.grad.abs().sum() > 0
 
 
+def test_the_extent_loss_is_the_mse_of_the_heads_last_six_outputs(base_lm_dir):
+    torch.manual_seed(0)
+    model, processor = SpatialLMForCausalLM.from_base_lm(base_lm_dir, point_config=POINT_CONFIG,
+                                                         token_labels=["door"], token_loss_weight=0.0,
+                                                         token_extent_weight=2.0)
+    assert model.token_head.weight.shape == (1 + 6, 16)
+    batch = _batch(processor, Layout(walls=[WALL], doors=[DOOR]), ["door"])
+    with torch.no_grad():
+        total = model(**batch).loss
+        model.config.token_extent_weight = 0.0
+        lm_only = model(**batch).loss  # the label loss is at 0x
+        model.config.token_extent_weight = 2.0
+        encoded, _ = model._encode_points(batch["point_coords"], batch["point_features"], batch["point_batch"], 2)
+        voxels = torch.cat([batch["point_batch"][:, None], batch["point_coords"]], dim=1)
+        extents = token_extents(voxels, encoded.coords, 8)
+        mse = (model.token_head(encoded.features)[:, 1:] - extents).pow(2).mean()
+    # The wall's cells: points span y only in the wall's voxel row, so y_lo == y_hi there.
+    assert ((extents > 0) & (extents < 1)).all() and (extents[:, :3] <= extents[:, 3:]).all()
+    assert float(total - lm_only) == pytest.approx(2.0 * float(mse), rel=1e-4)
+    unlabelled, _ = SpatialLMForCausalLM.from_base_lm(base_lm_dir, point_config=POINT_CONFIG, token_extent_weight=1.0)
+    assert unlabelled.token_head.out_features == 6  # no labels: a head of the six outputs only
+    loss = unlabelled(**{k: v for k, v in batch.items() if k != "token_boxes"}).loss
+    loss.backward()
+    assert unlabelled.point_encoder.input_proj.weight.grad.abs().sum() > 0
+
+
 def test_the_head_is_saved_and_loaded_and_only_used_in_training(base_lm_dir, tmp_path):
     model, processor = SpatialLMForCausalLM.from_base_lm(base_lm_dir, point_config=POINT_CONFIG,
                                                          token_labels=["door"])
@@ -114,7 +152,10 @@ def test_the_head_is_saved_and_loaded_and_only_used_in_training(base_lm_dir, tmp
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"token_labels": ["door", "door"]}, "token_labels has duplicates"),
-    ({"token_labels": ["door"], "point_backbone": "sonata"}, "needs the scenescript point backbone"),
+    ({"token_labels": ["door"], "point_backbone": "sonata"}, "need the scenescript point backbone"),
+    ({"token_extent_weight": 1.0, "point_backbone": "sonata"}, "need the scenescript point backbone"),
+    ({"token_extent_weight": float("nan")}, "token_extent_weight must be >= 0"),
+    ({"token_extent_weight": -1.0}, "token_extent_weight must be >= 0"),
 ])
 def test_bad_token_labels_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -42,6 +42,9 @@ class SpatialLMConfig(PreTrainedConfig):
     ``token_labels``: labels (``wall``, ``door``, ``window``, box categories) of an optional linear head on
     the encoder tokens, trained with ``token_loss_weight`` x a per-token binary cross-entropy on which of
     them each token's cell touches (``spacelm.model.token_targets``); None (SpatialLM): no head.
+    ``token_extent_weight``: > 0 gives the head six more outputs, trained with that weight x a mean squared
+    error against where in its cell each token's voxels lie (``token_extents``), so that the label loss
+    does not wipe the within-cell position out of the features; 0: none.
     """
 
     model_type = "spacelm_spatiallm"
@@ -58,6 +61,7 @@ class SpatialLMConfig(PreTrainedConfig):
     point_token_id: int | None = None
     token_labels: list[str] | None = None
     token_loss_weight: float = 1.0
+    token_extent_weight: float = 0.0
 
     def __post_init__(self, **kwargs):
         if self.text_config is None:
@@ -76,10 +80,13 @@ class SpatialLMConfig(PreTrainedConfig):
             self.token_labels = [str(label) for label in self.token_labels]
             if len(set(self.token_labels)) != len(self.token_labels):
                 raise ValueError(f"token_labels has duplicates: {self.token_labels}")
-            if self.point_backbone != "scenescript":
-                raise ValueError("token_labels needs the scenescript point backbone (its tokens are grid cells)")
         else:
             self.token_labels = None
+        if not (self.token_extent_weight >= 0):  # also refuses NaN
+            raise ValueError(f"token_extent_weight must be >= 0, got {self.token_extent_weight}")
+        if (self.token_labels or self.token_extent_weight) and self.point_backbone != "scenescript":
+            raise ValueError("token_labels and token_extent_weight need the scenescript point backbone "
+                             "(its tokens are grid cells)")
         super().__post_init__(**kwargs)
 
     @property

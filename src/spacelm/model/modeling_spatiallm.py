@@ -42,7 +42,7 @@ from spacelm.model.point_tokens import (  # noqa: F401  (POINT_*_TOKEN re-export
     POINT_TOKENS,
 )
 from spacelm.model.sonata import Sonata
-from spacelm.model.token_targets import token_targets
+from spacelm.model.token_targets import EXTENT_OUTPUTS, token_extents, token_targets
 
 logger = logging.get_logger(__name__)
 
@@ -96,8 +96,8 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
         self.projector = build_projector(config.projector, encoder_config.embed_dim,
                                          config.text_config.hidden_size)
         # Training-only head of the token-supervision loss (spacelm.model.token_targets); not SpatialLM's.
-        self.token_head = (nn.Linear(encoder_config.embed_dim, len(config.token_labels))
-                           if config.token_labels else None)
+        head_outputs = len(config.token_labels or ()) + (EXTENT_OUTPUTS if config.token_extent_weight else 0)
+        self.token_head = nn.Linear(encoder_config.embed_dim, head_outputs) if head_outputs else None
         if language_model is None:
             language_model = AutoModelForCausalLM.from_config(config.text_config)
         elif language_model.config is not config.text_config:
@@ -175,14 +175,24 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
                              f"{batch_size} rows")
         return encoded, nn.functional.pad(counts, (0, batch_size - len(counts)))  # text-only rows at the end
 
-    def token_loss(self, encoded: PointEncoderOutput, token_boxes: Tensor) -> Tensor:
-        """Mean binary cross-entropy of the token head against ``token_targets`` of ``token_boxes (K, 8)``."""
+    def token_loss(self, encoded: PointEncoderOutput, voxel_coords: Tensor, token_boxes: Tensor | None) -> Tensor:
+        """The token head's weighted loss: ``token_loss_weight`` x the mean binary cross-entropy of its
+        label outputs against ``token_targets`` of ``token_boxes (K, 8)`` (when given), plus
+        ``token_extent_weight`` x the mean squared error of its last six outputs against ``token_extents``."""
         if self.token_head is None:
             raise ValueError("token_boxes given but the model has no token head; set config.token_labels")
-        logits = self.token_head(encoded.features.to(self.token_head.weight.dtype))  # (T, C)
-        targets = token_targets(encoded.coords, self.config.point_encoder_config.token_stride, token_boxes,
-                                logits.shape[1])
-        return nn.functional.binary_cross_entropy_with_logits(logits, targets)
+        config, stride = self.config, self.config.point_encoder_config.token_stride
+        outputs = self.token_head(encoded.features.to(self.token_head.weight.dtype))  # (T, C [+ 6])
+        num_labels = len(config.token_labels or ())
+        loss = outputs.new_zeros(())
+        if token_boxes is not None and num_labels:
+            logits = outputs[:, :num_labels]
+            targets = token_targets(encoded.coords, stride, token_boxes, num_labels)
+            loss = loss + config.token_loss_weight * nn.functional.binary_cross_entropy_with_logits(logits, targets)
+        if config.token_extent_weight:
+            extents = token_extents(voxel_coords, encoded.coords, stride)
+            loss = loss + config.token_extent_weight * nn.functional.mse_loss(outputs[:, num_labels:], extents)
+        return loss
 
     def _scatter_points(self, input_ids: Tensor, inputs_embeds: Tensor, features: Tensor,
                         counts: Tensor) -> Tensor:
@@ -233,7 +243,8 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
 
         Returns the language model's output (``loss`` when ``labels`` are given, -100 = ignored). With
         ``token_boxes`` (the collator's, when ``config.token_labels`` is set) and ``labels``, the loss also
-        holds ``config.token_loss_weight`` x the token head's loss.
+        holds ``config.token_loss_weight`` x the token head's label loss; with ``labels`` and
+        ``config.token_extent_weight`` > 0, that weight x its extent loss (``token_loss``).
         """
         cache = cache if cache is not None else past_key_values
         if (input_ids is None) == (inputs_embeds is None):
@@ -247,8 +258,9 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
             if self.config.point_token_id is None:
                 raise ValueError("config.point_token_id is not set; build the model with from_base_lm")
             encoded, counts = self._encode_points(point_coords, point_features, point_batch, len(input_ids))
-            if token_boxes is not None and labels is not None:
-                token_loss = self.token_loss(encoded, token_boxes)
+            if labels is not None and (token_boxes is not None or self.config.token_extent_weight):
+                voxel_coords = torch.cat([point_batch.long()[:, None], point_coords.long()], dim=1)  # (N, 4)
+                token_loss = self.token_loss(encoded, voxel_coords, token_boxes)
             proj_dtype = next(self.projector.parameters()).dtype
             features = self.projector(encoded.features.to(proj_dtype))
             inputs_embeds = self._scatter_points(input_ids, inputs_embeds, features, counts)
@@ -264,7 +276,7 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
             **kwargs,
         )
         if token_loss is not None and output.loss is not None:
-            output.loss = output.loss + self.config.token_loss_weight * token_loss.to(output.loss.dtype)
+            output.loss = output.loss + token_loss.to(output.loss.dtype)
         return output
 
     # ---- generation ------------------------------------------------------------------------------
@@ -296,7 +308,7 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
     @classmethod
     def from_base_lm(cls, name_or_path: str, *, point_config: dict | None = None, projector: str = "linear",
                      point_backbone: str = "scenescript", token_labels: list[str] | None = None,
-                     token_loss_weight: float = 1.0,
+                     token_loss_weight: float = 1.0, token_extent_weight: float = 0.0,
                      dtype: torch.dtype | str | None = None, processor_kwargs: dict | None = None,
                      **lm_kwargs):
         """A fresh SpatialLM around a pretrained causal LM: ``(model, processor)``.
@@ -308,7 +320,8 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
         checkpoint's dtype (transformers' ``"auto"``: bf16 for Qwen2.5). ``lm_kwargs`` go to
         ``AutoModelForCausalLM.from_pretrained``; ``processor_kwargs`` to ``SpatialLMProcessor`` (e.g.
         ``{"system_prompt": None}`` for SpatialLM's Llama variant, which has no system turn).
-        ``token_labels`` and ``token_loss_weight``: the optional token-supervision head (``SpatialLMConfig``).
+        ``token_labels``, ``token_loss_weight``, ``token_extent_weight``: the optional token-supervision head
+        (``SpatialLMConfig``).
 
         ``SpatialLMForCausalLM.from_base_lm("Qwen/Qwen2.5-0.5B-Instruct", point_config={"num_bins": 1280})``
         """
@@ -329,6 +342,7 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
             projector=projector,
             token_labels=token_labels,
             token_loss_weight=token_loss_weight,
+            token_extent_weight=token_extent_weight,
             point_start_token_id=point_start,
             point_end_token_id=point_end,
             point_token_id=point_pad,

@@ -14,6 +14,11 @@ Two pure steps, one per side of the collator:
   grid, one row per element whose label is asked for;
 - ``token_targets`` (model side, torch): the encoder's token cells x those boxes -> a multi-hot
   ``(T, C)`` matrix, the label of a cell being 1 when its voxel range overlaps a box of that label.
+
+``token_extents`` is a second, label-free target (``token_extent_weight``): where in its cell each token's
+voxels lie. The label loss alone teaches the encoder what a cell holds and wipes out of the features where
+in its 80 cm the cell's points are, which a wall endpoint at 5 cm needs (``docs/training.md``: with the
+label head the far walls land on whole metres); regressing the voxels' extent within the cell keeps it.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from spacelm.scene.geometry import box_corners, opening_quads, wall_quads
 from spacelm.scene.layout import Layout
 
 STRUCTURE_LABELS = ("wall", "door", "window")  # any other label names a box category
+EXTENT_OUTPUTS = 6  # token_extents' columns: per axis the lowest and highest voxel in the cell
 
 
 def label_boxes(layout: Layout, labels: Sequence[str], origin: np.ndarray, voxel_size: float,
@@ -83,3 +89,36 @@ def token_targets(token_coords: Tensor, token_stride: int, boxes: Tensor, num_la
     overlap &= token_coords[:, None, 0] == boxes[None, :, 0].long()
     labels = torch.nn.functional.one_hot(boxes[:, 1].long(), num_labels).float()  # (K, C)
     return (overlap.float() @ labels).clamp_(max=1.0)
+
+
+def token_extents(voxel_coords: Tensor, token_coords: Tensor, token_stride: int) -> Tensor:
+    """``(T, 6) float``: per axis, the lowest and the highest voxel of each token's cell, as the voxel
+    centre's fraction of the cell (``(offset + 0.5) / token_stride``, in ``(0, 1)``): ``[x_lo, y_lo, z_lo,
+    x_hi, y_hi, z_hi]``.
+
+    ``voxel_coords``: ``(N, 4)`` int64 ``[batch, x, y, z]``, the encoder's input; ``token_coords``: ``(T, 4)``
+    its output cells (``voxel // token_stride``, each occupied cell once).
+
+    >>> voxels = torch.tensor([[0, 1, 0, 3], [0, 2, 3, 3], [0, 5, 0, 0]])
+    >>> token_extents(voxels, torch.tensor([[0, 0, 0, 0], [0, 1, 0, 0]]), 4).mul(8).tolist()
+    [[3.0, 1.0, 7.0, 5.0, 7.0, 7.0], [3.0, 1.0, 1.0, 3.0, 1.0, 1.0]]
+    """
+    voxel_coords, token_coords = voxel_coords.long(), token_coords.long().to(voxel_coords.device)
+    cells = torch.cat([voxel_coords[:, :1], torch.div(voxel_coords[:, 1:], token_stride, rounding_mode="floor")],
+                      dim=1)  # (N, 4)
+    offsets = ((voxel_coords[:, 1:] - cells[:, 1:] * token_stride).float() + 0.5) / token_stride  # (N, 3)
+    span = int(torch.cat([cells, token_coords]).max()) + 1
+
+    def keys(c: Tensor) -> Tensor:  # one int64 per (batch, x, y, z) cell
+        return ((c[:, 0] * span + c[:, 1]) * span + c[:, 2]) * span + c[:, 3]
+
+    token_keys = keys(token_coords)
+    order = torch.argsort(token_keys)
+    voxel_keys = keys(cells)
+    position = torch.searchsorted(token_keys[order], voxel_keys).clamp_(max=len(order) - 1)
+    if not torch.equal(token_keys[order][position], voxel_keys):
+        raise ValueError("token_coords miss cells of voxel_coords: pass the encoder's own input and output")
+    index = order[position][:, None].expand(-1, 3)  # (N, 3) each voxel's token
+    low = offsets.new_ones(len(token_coords), 3).scatter_reduce_(0, index, offsets, "amin")
+    high = offsets.new_zeros(len(token_coords), 3).scatter_reduce_(0, index, offsets, "amax")
+    return torch.cat([low, high], dim=1)

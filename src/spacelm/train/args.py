@@ -89,6 +89,9 @@ class ModelArgs:
     # None: no head. Its loss is added to the LM's, times token_loss_weight.
     token_labels: list[str] | None = None
     token_loss_weight: float = 1.0
+    # > 0: the head also regresses where in its cell each token's voxels lie, with this weight (keeps the
+    # within-cell position that the label loss alone wipes out; spacelm.model.token_targets.token_extents).
+    token_extent_weight: float = 0.0
 
 
 @dataclass
@@ -235,6 +238,8 @@ def check_config(config: TrainConfig) -> None:
          "model.token_labels", f"must be null or distinct label names, got {labels!r}")
     need(math.isfinite(config.model.token_loss_weight) and config.model.token_loss_weight >= 0,
          "model.token_loss_weight", f"must be finite and >= 0, got {config.model.token_loss_weight}")
+    need(math.isfinite(config.model.token_extent_weight) and config.model.token_extent_weight >= 0,
+         "model.token_extent_weight", f"must be finite and >= 0, got {config.model.token_extent_weight}")
     tiny = config.model.tiny_lm
     if tiny is not None:
         for name in ("hidden_size", "num_layers", "num_heads"):

@@ -51,7 +51,8 @@ from spacelm.train.data import LayoutDataset
 logger = logging.getLogger(__name__)
 
 COMPLETE_FILE = "stage_complete.json"
-ENCODER_MODULES = ("point_encoder", "projector", "token_head")  # token_head: None unless model.token_labels
+# token_head: None unless model.token_labels or model.token_extent_weight.
+ENCODER_MODULES = ("point_encoder", "projector", "token_head")
 
 
 def train(config: TrainConfig, stage: str = "both", *, callbacks: Sequence[TrainerCallback] = (),
@@ -131,6 +132,7 @@ def initial_model(config: TrainConfig, stage: str) -> tuple[SpatialLMForCausalLM
                                                  projector=m.projector, dtype=dtype,
                                                  token_labels=m.token_labels,
                                                  token_loss_weight=m.token_loss_weight,
+                                                 token_extent_weight=m.token_extent_weight,
                                                  processor_kwargs={"layout_decimals": m.layout_decimals,
                                                                    "reference_code": m.reference_code},
                                                  **lm_kwargs)
