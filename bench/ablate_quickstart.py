@@ -51,6 +51,8 @@ Variants (each is the quickstart's config with the change named):
   features; do the head and the walls' fine positions compete for the 64 features?);
   ``door_probe_tokens_w0.1_extent``: ``door_probe_tokens_w0.1`` whose head also regresses where in its cell
   each token's voxels lie (``token_extent_weight`` 1);
+  ``door_probe_tokens_stage1``: the head (1x) in a 1,000-step stage 1 only, at 0x in stage 2 (the encoder
+  learns to mark openings first; then the LM's loss alone trains it, as without a head);
   ``door_probe_tokens_w0.01``: the head at 0.01x;
   ``door_probe_tokens_w0``: the head at 0x, so only the data path of token supervision differs from ``door_probe``;
 - ``arch_tokens``, ``tokens``: ``arch`` and the quickstart itself with it (``tokens``: the 8 box
@@ -114,6 +116,8 @@ VARIANTS: dict[str, dict] = {
                                                                 "token_loss_weight": 0.1, "point_encoder": WIDE}},
     "door_probe_tokens_w0.1_extent": {**ARCH, **VAL30, "model": {
         "token_labels": list(STRUCTURE), "token_loss_weight": 0.1, "token_extent_weight": 1.0}},
+    "door_probe_tokens_stage1": {**ARCH, **VAL30, "model": {"token_labels": list(STRUCTURE)},
+                                 "stage1": {"max_steps": 1000}, "stage2": {"token_loss_weight": 0.0}},
     "door_probe_tokens_w0.01": {**ARCH, **VAL30, "model": {"token_labels": list(STRUCTURE), "token_loss_weight": 0.01}},
     "door_probe_tokens_w0": {**ARCH, **VAL30, "model": {"token_labels": list(STRUCTURE), "token_loss_weight": 0.0}},
     "arch_tokens": {**ARCH, **VAL30, "model": {"token_labels": list(STRUCTURE)}},

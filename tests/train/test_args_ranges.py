@@ -42,6 +42,8 @@ def _load(tmp_path, text: str):
     ("model: {point_encoder: {input_channels: .nan}}", "model.point_encoder.input_channels: expected"),
     ("model: {point_encoder: {num_fourier_freqs: .inf}}", "model.point_encoder.num_fourier_freqs: expec"),
     ("model: {token_extent_weight: -0.5}", "model.token_extent_weight: must be finite and >= 0, got -0.5"),
+    ("stage2: {token_loss_weight: 0.5}", "stage2.token_loss_weight: weighs the token head's label loss: set"),
+    ("model: {token_labels: [door]}\nstage1: {token_loss_weight: -1}", "stage1.token_loss_weight: must be null"),
     ("logging: {save_steps: 0}", "logging.save_steps: must be >= 1"),
     ("validation: {num_rooms: -1}", "validation.num_rooms: must be >= 0"),
     ("data: {augment: {scale_range: [0.75, .inf]}}", r"data.augment.scale_range[1]: expected a finite"),

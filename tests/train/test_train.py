@@ -240,6 +240,18 @@ def test_stage1_trains_the_token_head_and_stage2_keeps_it(tmp_path, dataset, bas
     assert not torch.equal(second["token_head.weight"], first["token_head.weight"])
 
 
+def test_a_stages_token_loss_weight_replaces_the_models_and_is_saved(tmp_path, dataset, base_lm):
+    config = make_config(tmp_path, dataset, base_lm, stage1={"max_steps": 1}, stage2={"max_steps": 2})
+    config.model.token_labels = ["wall", "door"]
+    config.stage2.token_loss_weight = 0.0  # the head in stage 1 only
+    train(config, "both", show_progress=False)
+    first, second = (json.loads((stage_dir(config, s) / "config.json").read_text()) for s in "12")
+    assert first["token_loss_weight"] == 1.0 and second["token_loss_weight"] == 0.0
+    # At 0x the head gets a zero gradient, so AdamW (no weight decay) leaves it exactly as stage 1 saved it.
+    head = "token_head.weight"
+    assert torch.equal(saved_weights(stage_dir(config, "2"))[head], saved_weights(stage_dir(config, "1"))[head])
+
+
 def test_token_boxes_hold_the_whole_augmented_room_whatever_the_request(dataset, base_lm):
     config = make_config("unused", dataset, base_lm)
     _, processor = initial_model(config, "1")

@@ -155,6 +155,9 @@ class StageArgs:
     lora: LoraArgs | None = None
     # Stop after this much training time; the schedule then runs on the clock instead of the step count.
     time_limit_minutes: float | None = None
+    # This stage's weight of the token head's label loss (model.token_labels); None: model.token_loss_weight.
+    # E.g. the head in stage 1 only: the encoder learns to mark openings, then the LM's loss alone trains it.
+    token_loss_weight: float | None = None
 
 
 @dataclass
@@ -272,6 +275,11 @@ def check_config(config: TrainConfig) -> None:
         need(stage.encoder_learning_rate is None or stage.encoder_learning_rate > 0,
              f"{name}.encoder_learning_rate", "must be null or > 0")
         need(stage.num_epochs >= 0, f"{name}.num_epochs", "must be >= 0")
+        need(stage.token_loss_weight is None or (math.isfinite(stage.token_loss_weight)
+                                                 and stage.token_loss_weight >= 0),
+             f"{name}.token_loss_weight", f"must be null or finite and >= 0, got {stage.token_loss_weight}")
+        need(stage.token_loss_weight is None or config.model.token_labels,
+             f"{name}.token_loss_weight", "weighs the token head's label loss: set model.token_labels too")
         need(stage.max_steps >= -1, f"{name}.max_steps", "must be -1 (off) or >= 0")
         need(stage.weight_decay >= 0, f"{name}.weight_decay", "must be >= 0")
         need(stage.max_grad_norm >= 0, f"{name}.max_grad_norm", "must be >= 0 (0: no clipping)")

@@ -87,6 +87,8 @@ def run_stage(config: TrainConfig, stage: str, *, callbacks: Sequence[TrainerCal
     settings: StageArgs = config.stage1 if stage == "1" else config.stage2
     set_seed(config.seed)
     model, processor = initial_model(config, stage)
+    if settings.token_loss_weight is not None:  # saved with this stage's model
+        model.config.token_loss_weight = settings.token_loss_weight
     configure_trainable(model, stage, settings.lora)
     data = config.data
     train_set = LayoutDataset(data.train, processor, split="train", task=data.task, augment=data.augment,
