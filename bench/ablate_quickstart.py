@@ -53,6 +53,11 @@ Variants (each is the quickstart's config with the change named):
   each token's voxels lie (``token_extent_weight`` 1);
   ``door_probe_tokens_stage1``: the head (1x) in a 1,000-step stage 1 only, at 0x in stage 2 (the encoder
   learns to mark openings first; then the LM's loss alone trains it, as without a head);
+  ``door_probe_tokens_w0.1_backbone``: ``door_probe_tokens_w0.1`` with the head on the sparse ResNet's
+  output (``token_head_input: backbone``), before the cell position is mixed in, so ``input_proj`` is the
+  LM's alone;
+  ``door_probe_tokens_w0.1_late``: ``door_probe_tokens_w0.1`` with the head at 0x for the first 2,000
+  stage-2 steps (``token_loss_start_step``): walls first, from an encoder the head has not shaped;
   ``door_probe_tokens_w0.01``: the head at 0.01x;
   ``door_probe_tokens_w0``: the head at 0x, so only the data path of token supervision differs from ``door_probe``;
 - ``arch_tokens``, ``tokens``: ``arch`` and the quickstart itself with it (``tokens``: the 8 box
@@ -118,6 +123,10 @@ VARIANTS: dict[str, dict] = {
         "token_labels": list(STRUCTURE), "token_loss_weight": 0.1, "token_extent_weight": 1.0}},
     "door_probe_tokens_stage1": {**ARCH, **VAL30, "model": {"token_labels": list(STRUCTURE)},
                                  "stage1": {"max_steps": 1000}, "stage2": {"token_loss_weight": 0.0}},
+    "door_probe_tokens_w0.1_backbone": {**ARCH, **VAL30, "model": {
+        "token_labels": list(STRUCTURE), "token_loss_weight": 0.1, "token_head_input": "backbone"}},
+    "door_probe_tokens_w0.1_late": {**ARCH, **VAL30, "stage2": {"token_loss_start_step": 2000},
+                                    "model": {"token_labels": list(STRUCTURE), "token_loss_weight": 0.1}},
     "door_probe_tokens_w0.01": {**ARCH, **VAL30, "model": {"token_labels": list(STRUCTURE), "token_loss_weight": 0.01}},
     "door_probe_tokens_w0": {**ARCH, **VAL30, "model": {"token_labels": list(STRUCTURE), "token_loss_weight": 0.0}},
     "arch_tokens": {**ARCH, **VAL30, "model": {"token_labels": list(STRUCTURE)}},

@@ -131,6 +131,26 @@ def test_the_extent_loss_is_the_mse_of_the_heads_last_six_outputs(base_lm_dir):
     assert unlabelled.point_encoder.input_proj.weight.grad.abs().sum() > 0
 
 
+def test_a_head_on_the_backbone_reads_the_resnet_output_and_leaves_input_proj_to_the_lm(base_lm_dir, tmp_path):
+    labels = ["wall", "door"]
+    torch.manual_seed(0)
+    model, processor = SpatialLMForCausalLM.from_base_lm(base_lm_dir, point_config=POINT_CONFIG, token_labels=labels,
+                                                         token_head_input="backbone")
+    batch = _batch(processor, Layout(walls=[WALL], doors=[DOOR]), labels)
+    encoded, _ = model._encode_points(batch["point_coords"], batch["point_features"], batch["point_batch"], 2)
+    assert encoded.backbone.shape == encoded.features.shape == (len(encoded.coords), 16)
+    targets = token_targets(encoded.coords, 8, batch["token_boxes"], 2)
+    loss = model.token_loss(encoded, None, batch["token_boxes"])
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(model.token_head(encoded.backbone), targets)
+    assert float(loss.detach()) == pytest.approx(float(expected.detach()), rel=1e-6)
+    loss.backward()
+    encoder = model.point_encoder
+    assert encoder.input_proj.weight.grad is None  # the position mix gets only the LM's gradient
+    assert encoder.sparse_resnet.bottleneck[-1].weight.grad.abs().sum() > 0
+    model.save_pretrained(tmp_path)
+    assert SpatialLMForCausalLM.from_pretrained(tmp_path).config.token_head_input == "backbone"
+
+
 def test_the_head_is_saved_and_loaded_and_only_used_in_training(base_lm_dir, tmp_path):
     model, processor = SpatialLMForCausalLM.from_base_lm(base_lm_dir, point_config=POINT_CONFIG,
                                                          token_labels=["door"])
@@ -156,6 +176,7 @@ def test_the_head_is_saved_and_loaded_and_only_used_in_training(base_lm_dir, tmp
     ({"token_extent_weight": 1.0, "point_backbone": "sonata"}, "need the scenescript point backbone"),
     ({"token_extent_weight": float("nan")}, "token_extent_weight must be >= 0"),
     ({"token_extent_weight": -1.0}, "token_extent_weight must be >= 0"),
+    ({"token_head_input": "features"}, "token_head_input must be one of"),
 ])
 def test_bad_token_labels_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):

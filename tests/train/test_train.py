@@ -252,6 +252,26 @@ def test_a_stages_token_loss_weight_replaces_the_models_and_is_saved(tmp_path, d
     assert torch.equal(saved_weights(stage_dir(config, "2"))[head], saved_weights(stage_dir(config, "1"))[head])
 
 
+def test_a_stages_token_loss_start_step_holds_the_head_at_0x_until_then(tmp_path, dataset, base_lm):
+    config = make_config(tmp_path, dataset, base_lm, stage1={"max_steps": 1}, stage2={"max_steps": 3})
+    config.model.token_labels = ["wall", "door"]
+    config.stage2.token_loss_start_step = 2  # steps 0 and 1 at 0x, step 2 at the model's 1x
+    seen = []
+
+    class Record(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            seen.append((model.config.token_loss_weight, model.token_head.weight.detach().clone()))
+
+    train(config, "1", show_progress=False)
+    stage1_head = saved_weights(stage_dir(config, "1"))["token_head.weight"]
+    train(config, "2", callbacks=[Record()], show_progress=False)
+    assert [weight for weight, _ in seen] == [0.0, 0.0, 1.0]
+    # At 0x the head gets a zero gradient, so AdamW (no weight decay) leaves it as stage 1 saved it.
+    assert torch.equal(seen[0][1], stage1_head) and torch.equal(seen[1][1], stage1_head)
+    assert not torch.equal(seen[2][1], stage1_head)
+    assert json.loads((stage_dir(config, "2") / "config.json").read_text())["token_loss_weight"] == 1.0
+
+
 def test_token_boxes_hold_the_whole_augmented_room_whatever_the_request(dataset, base_lm):
     config = make_config("unused", dataset, base_lm)
     _, processor = initial_model(config, "1")

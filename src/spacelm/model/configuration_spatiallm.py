@@ -25,6 +25,7 @@ from spacelm.model.point_encoder import PointEncoderConfig
 from spacelm.model.sonata import SonataConfig
 
 PROJECTORS = ("linear", "mlp")
+TOKEN_HEAD_INPUTS = ("tokens", "backbone")
 # point_backbone -> the dataclass its point_config holds: SceneScript's sparse ResNet (SpatialLM 1.0) or
 # Sonata (SpatialLM 1.1).
 POINT_BACKBONES = {"scenescript": PointEncoderConfig, "sonata": SonataConfig}
@@ -45,6 +46,9 @@ class SpatialLMConfig(PreTrainedConfig):
     ``token_extent_weight``: > 0 gives the head six more outputs, trained with that weight x a mean squared
     error against where in its cell each token's voxels lie (``token_extents``), so that the label loss
     does not wipe the within-cell position out of the features; 0: none.
+    ``token_head_input``: what the head reads: ``"tokens"``, the encoder's output that the projector also
+    reads, or ``"backbone"``, the sparse ResNet's output before the position mix (``input_proj``), so the
+    head's gradient shapes what a cell holds and leaves how tokens carry their position to the LM's loss.
     """
 
     model_type = "spacelm_spatiallm"
@@ -62,6 +66,7 @@ class SpatialLMConfig(PreTrainedConfig):
     token_labels: list[str] | None = None
     token_loss_weight: float = 1.0
     token_extent_weight: float = 0.0
+    token_head_input: str = "tokens"
 
     def __post_init__(self, **kwargs):
         if self.text_config is None:
@@ -84,6 +89,8 @@ class SpatialLMConfig(PreTrainedConfig):
             self.token_labels = None
         if not (self.token_extent_weight >= 0):  # also refuses NaN
             raise ValueError(f"token_extent_weight must be >= 0, got {self.token_extent_weight}")
+        if self.token_head_input not in TOKEN_HEAD_INPUTS:
+            raise ValueError(f"token_head_input must be one of {TOKEN_HEAD_INPUTS}, got {self.token_head_input!r}")
         if (self.token_labels or self.token_extent_weight) and self.point_backbone != "scenescript":
             raise ValueError("token_labels and token_extent_weight need the scenescript point backbone "
                              "(its tokens are grid cells)")

@@ -182,7 +182,8 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
         if self.token_head is None:
             raise ValueError("token_boxes given but the model has no token head; set config.token_labels")
         config, stride = self.config, self.config.point_encoder_config.token_stride
-        outputs = self.token_head(encoded.features.to(self.token_head.weight.dtype))  # (T, C [+ 6])
+        features = encoded.backbone if config.token_head_input == "backbone" else encoded.features  # (T, D)
+        outputs = self.token_head(features.to(self.token_head.weight.dtype))  # (T, C [+ 6])
         num_labels = len(config.token_labels or ())
         loss = outputs.new_zeros(())
         if token_boxes is not None and num_labels:
@@ -309,7 +310,8 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
     def from_base_lm(cls, name_or_path: str, *, point_config: dict | None = None, projector: str = "linear",
                      point_backbone: str = "scenescript", token_labels: list[str] | None = None,
                      token_loss_weight: float = 1.0, token_extent_weight: float = 0.0,
-                     dtype: torch.dtype | str | None = None, processor_kwargs: dict | None = None,
+                     token_head_input: str = "tokens", dtype: torch.dtype | str | None = None,
+                     processor_kwargs: dict | None = None,
                      **lm_kwargs):
         """A fresh SpatialLM around a pretrained causal LM: ``(model, processor)``.
 
@@ -320,7 +322,8 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
         checkpoint's dtype (transformers' ``"auto"``: bf16 for Qwen2.5). ``lm_kwargs`` go to
         ``AutoModelForCausalLM.from_pretrained``; ``processor_kwargs`` to ``SpatialLMProcessor`` (e.g.
         ``{"system_prompt": None}`` for SpatialLM's Llama variant, which has no system turn).
-        ``token_labels``, ``token_loss_weight``, ``token_extent_weight``: the optional token-supervision head
+        ``token_labels``, ``token_loss_weight``, ``token_extent_weight``, ``token_head_input``: the optional
+        token-supervision head
         (``SpatialLMConfig``).
 
         ``SpatialLMForCausalLM.from_base_lm("Qwen/Qwen2.5-0.5B-Instruct", point_config={"num_bins": 1280})``
@@ -343,6 +346,7 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
             token_labels=token_labels,
             token_loss_weight=token_loss_weight,
             token_extent_weight=token_extent_weight,
+            token_head_input=token_head_input,
             point_start_token_id=point_start,
             point_end_token_id=point_end,
             point_token_id=point_pad,

@@ -83,12 +83,14 @@ class PointEncoderOutput(NamedTuple):
 
     ``features``: (T, D) float32. ``coords``: (T, 4) int64 ``[batch, x, y, z]`` in token cells (input grid
     coords // token_stride). ``counts``: (B,) int64 tokens per sample; ``features.split(counts.tolist())``
-    gives each sample's tokens.
+    gives each sample's tokens. ``backbone``: (T, D) the sparse ResNet's output before the cell's position
+    is mixed in (``PointEncoder`` only; None for Sonata).
     """
 
     features: Tensor
     coords: Tensor
     counts: Tensor
+    backbone: Tensor | None = None
 
 
 def fourier_features(values: Tensor, num_freqs: int = 10) -> Tensor:
@@ -220,7 +222,7 @@ class PointEncoder(nn.Module):
             tokens = torch.cat([out.features, fourier_features(cells, cfg.num_fourier_freqs)], dim=1)
             tokens = self.input_proj(tokens)  # (T, D)
         counts = torch.bincount(out.coords[:, 0], minlength=batch_size)
-        return PointEncoderOutput(tokens, out.coords, counts)
+        return PointEncoderOutput(tokens, out.coords, counts, out.features)
 
     def _check_inputs(self, coords: Tensor, features: Tensor) -> None:
         check_point_inputs(coords, features, self.config.input_channels, self.config.num_bins)

@@ -92,6 +92,9 @@ class ModelArgs:
     # > 0: the head also regresses where in its cell each token's voxels lie, with this weight (keeps the
     # within-cell position that the label loss alone wipes out; spacelm.model.token_targets.token_extents).
     token_extent_weight: float = 0.0
+    # What the head reads: tokens (the encoder's output, which the projector reads too) or backbone (the
+    # sparse ResNet's output before the cell position is mixed in: the head leaves input_proj to the LM).
+    token_head_input: str = "tokens"
 
 
 @dataclass
@@ -158,6 +161,9 @@ class StageArgs:
     # This stage's weight of the token head's label loss (model.token_labels); None: model.token_loss_weight.
     # E.g. the head in stage 1 only: the encoder learns to mark openings, then the LM's loss alone trains it.
     token_loss_weight: float | None = None
+    # The token head's label loss counts from this optimiser step of the stage on (0x before): the LM
+    # learns the walls from an encoder the head has not shaped yet, then the head teaches the openings.
+    token_loss_start_step: int = 0
 
 
 @dataclass
@@ -228,7 +234,7 @@ def check_config(config: TrainConfig) -> None:
         need(scale is None or (len(scale) == 2 and 0 < scale[0] <= scale[1]), "data.augment.scale_range",
              f"must be [low, high] with 0 < low <= high, got {scale}")
         need(augment.color_jitter >= 0, "data.augment.color_jitter", "must be >= 0")
-    from spacelm.model.configuration_spatiallm import PROJECTORS
+    from spacelm.model.configuration_spatiallm import PROJECTORS, TOKEN_HEAD_INPUTS
 
     need(config.model.projector in PROJECTORS, "model.projector",
          f"must be one of {PROJECTORS}, got {config.model.projector!r}")
@@ -243,6 +249,8 @@ def check_config(config: TrainConfig) -> None:
          "model.token_loss_weight", f"must be finite and >= 0, got {config.model.token_loss_weight}")
     need(math.isfinite(config.model.token_extent_weight) and config.model.token_extent_weight >= 0,
          "model.token_extent_weight", f"must be finite and >= 0, got {config.model.token_extent_weight}")
+    need(config.model.token_head_input in TOKEN_HEAD_INPUTS, "model.token_head_input",
+         f"must be one of {TOKEN_HEAD_INPUTS}, got {config.model.token_head_input!r}")
     tiny = config.model.tiny_lm
     if tiny is not None:
         for name in ("hidden_size", "num_layers", "num_heads"):
@@ -280,6 +288,10 @@ def check_config(config: TrainConfig) -> None:
              f"{name}.token_loss_weight", f"must be null or finite and >= 0, got {stage.token_loss_weight}")
         need(stage.token_loss_weight is None or config.model.token_labels,
              f"{name}.token_loss_weight", "weighs the token head's label loss: set model.token_labels too")
+        need(stage.token_loss_start_step >= 0, f"{name}.token_loss_start_step",
+             f"must be >= 0, got {stage.token_loss_start_step}")
+        need(stage.token_loss_start_step == 0 or config.model.token_labels, f"{name}.token_loss_start_step",
+             "delays the token head's label loss: set model.token_labels too")
         need(stage.max_steps >= -1, f"{name}.max_steps", "must be -1 (off) or >= 0")
         need(stage.weight_decay >= 0, f"{name}.weight_decay", "must be >= 0")
         need(stage.max_grad_norm >= 0, f"{name}.max_grad_norm", "must be >= 0 (0: no clipping)")

@@ -101,6 +101,8 @@ def run_stage(config: TrainConfig, stage: str, *, callbacks: Sequence[TrainerCal
         callbacks=list(callbacks), encoder_learning_rate=settings.encoder_learning_rate,
         time_limit_s=time_limit)
     check_distribution(trainer, stage, settings.lora)
+    if settings.token_loss_start_step > 0:
+        trainer.add_callback(TokenLossStartCallback(model.config, settings.token_loss_start_step))
     if not show_progress:  # no tqdm bar, and no printed log dicts in its place
         trainer.remove_callback(PrinterCallback)
     validation = config.validation
@@ -135,6 +137,7 @@ def initial_model(config: TrainConfig, stage: str) -> tuple[SpatialLMForCausalLM
                                                  token_labels=m.token_labels,
                                                  token_loss_weight=m.token_loss_weight,
                                                  token_extent_weight=m.token_extent_weight,
+                                                 token_head_input=m.token_head_input,
                                                  processor_kwargs={"layout_decimals": m.layout_decimals,
                                                                    "reference_code": m.reference_code},
                                                  **lm_kwargs)
@@ -359,6 +362,20 @@ class TimeLimitCallback(TrainerCallback):
         if elapsed + elapsed / self.steps >= self.seconds:
             control.should_training_stop = True
         return control
+
+
+class TokenLossStartCallback(TrainerCallback):
+    """Hold the token head's label weight (``config.token_loss_weight``) at 0 before optimiser step
+    ``start_step`` of the stage and at its stage value from then on; a resumed run picks up where it was."""
+
+    def __init__(self, config, start_step: int) -> None:
+        self.config, self.start_step, self.weight = config, start_step, config.token_loss_weight
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.config.token_loss_weight = self.weight if state.global_step >= self.start_step else 0.0
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.config.token_loss_weight = self.weight  # saved with the stage's model
 
 
 class LayoutValidationCallback(TrainerCallback):
