@@ -58,11 +58,15 @@ Variants (each is the quickstart's config with the change named):
   LM's alone;
   ``door_probe_tokens_w0.1_late``: ``door_probe_tokens_w0.1`` with the head at 0x for the first 2,000
   stage-2 steps (``token_loss_start_step``): walls first, from an encoder the head has not shaped;
+  ``door_probe_tokens_w0.1_early``: the reverse, the head at 0.1x for the first 2,000 stage-2 steps and
+  0x from then on (``token_loss_stop_step``): does the LM keep reading doors once the head stops, and do
+  the walls recover?
   ``door_probe_tokens_w0.01``: the head at 0.01x;
   ``door_probe_tokens_w0``: the head at 0x, so only the data path of token supervision differs from ``door_probe``;
 - ``arch_tokens``, ``tokens``: ``arch`` and the quickstart itself with it (``tokens``: the 8 box
   classes as labels too); ``tokens_w0.1``: ``tokens`` with the head's loss at 0.1x; ``tokens_w0.1_extent``:
-  that with the extent target too (``token_extent_weight`` 1);
+  that with the extent target too (``token_extent_weight`` 1); ``boxes_w0.1``: the quickstart with the
+  head at 0.1x on its 8 box classes only (do box marks cost the walls as door marks do?);
 - ``probe_task``: ``arch`` on easier rooms, close to ``shared/research/quickstart-feasibility.md``'s probe:
   rectangular, no doors or windows, 2-6 boxes, so the answer is four walls (is it our model or the
   full generator that learns slowly?).
@@ -127,11 +131,14 @@ VARIANTS: dict[str, dict] = {
         "token_labels": list(STRUCTURE), "token_loss_weight": 0.1, "token_head_input": "backbone"}},
     "door_probe_tokens_w0.1_late": {**ARCH, **VAL30, "stage2": {"token_loss_start_step": 2000},
                                     "model": {"token_labels": list(STRUCTURE), "token_loss_weight": 0.1}},
+    "door_probe_tokens_w0.1_early": {**ARCH, **VAL30, "stage2": {"token_loss_stop_step": 2000},
+                                     "model": {"token_labels": list(STRUCTURE), "token_loss_weight": 0.1}},
     "door_probe_tokens_w0.01": {**ARCH, **VAL30, "model": {"token_labels": list(STRUCTURE), "token_loss_weight": 0.01}},
     "door_probe_tokens_w0": {**ARCH, **VAL30, "model": {"token_labels": list(STRUCTURE), "token_loss_weight": 0.0}},
     "arch_tokens": {**ARCH, **VAL30, "model": {"token_labels": list(STRUCTURE)}},
     "tokens": {**VAL30, "model": {"token_labels": [*STRUCTURE, *QUICKSTART_CLASSES]}},
     "tokens_w0.1": {**VAL30, "model": {"token_labels": [*STRUCTURE, *QUICKSTART_CLASSES], "token_loss_weight": 0.1}},
+    "boxes_w0.1": {**VAL30, "model": {"token_labels": list(QUICKSTART_CLASSES), "token_loss_weight": 0.1}},
     "tokens_w0.1_extent": {**VAL30, "model": {"token_labels": [*STRUCTURE, *QUICKSTART_CLASSES],
                                               "token_loss_weight": 0.1, "token_extent_weight": 1.0}},
     "bins": {"model": {"tiny_lm": {"numbers": "bins"}}},

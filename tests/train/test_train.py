@@ -25,7 +25,7 @@ from spacelm.scene import Layout, Wall  # noqa: E402
 from spacelm.scene.language import read_layout, write_layout  # noqa: E402
 from spacelm.train import data as data_module  # noqa: E402
 from spacelm.train.args import ConfigError, TinyLMArgs, config_from_dict, load_config  # noqa: E402
-from spacelm.train.data import LayoutDataset, fit_to_ranges  # noqa: E402
+from spacelm.train.data import DataError, LayoutDataset, fit_to_ranges  # noqa: E402
 from spacelm.train.sft import (  # noqa: E402
     SpatialLMTrainer,
     initial_model,
@@ -252,10 +252,11 @@ def test_a_stages_token_loss_weight_replaces_the_models_and_is_saved(tmp_path, d
     assert torch.equal(saved_weights(stage_dir(config, "2"))[head], saved_weights(stage_dir(config, "1"))[head])
 
 
-def test_a_stages_token_loss_start_step_holds_the_head_at_0x_until_then(tmp_path, dataset, base_lm):
-    config = make_config(tmp_path, dataset, base_lm, stage1={"max_steps": 1}, stage2={"max_steps": 3})
+def test_a_stages_token_loss_window_holds_the_head_at_0x_outside_it(tmp_path, dataset, base_lm):
+    config = make_config(tmp_path, dataset, base_lm, stage1={"max_steps": 1}, stage2={"max_steps": 4})
     config.model.token_labels = ["wall", "door"]
-    config.stage2.token_loss_start_step = 2  # steps 0 and 1 at 0x, step 2 at the model's 1x
+    config.stage2.token_loss_start_step = 1  # step 0 at 0x, steps 1 and 2 at the model's 1x, step 3 at 0x
+    config.stage2.token_loss_stop_step = 3
     seen = []
 
     class Record(TrainerCallback):
@@ -265,11 +266,21 @@ def test_a_stages_token_loss_start_step_holds_the_head_at_0x_until_then(tmp_path
     train(config, "1", show_progress=False)
     stage1_head = saved_weights(stage_dir(config, "1"))["token_head.weight"]
     train(config, "2", callbacks=[Record()], show_progress=False)
-    assert [weight for weight, _ in seen] == [0.0, 0.0, 1.0]
+    assert [weight for weight, _ in seen] == [0.0, 1.0, 1.0, 0.0]
     # At 0x the head gets a zero gradient, so AdamW (no weight decay) leaves it as stage 1 saved it.
-    assert torch.equal(seen[0][1], stage1_head) and torch.equal(seen[1][1], stage1_head)
-    assert not torch.equal(seen[2][1], stage1_head)
+    assert torch.equal(seen[0][1], stage1_head)
+    assert not torch.equal(seen[1][1], stage1_head)
     assert json.loads((stage_dir(config, "2") / "config.json").read_text())["token_loss_weight"] == 1.0
+
+
+def test_a_token_label_that_no_training_room_has_is_refused_before_a_step(tmp_path, dataset, base_lm):
+    config = make_config(tmp_path, dataset, base_lm, stage1={"max_steps": 1})
+    config.model.token_labels = ["wall", "dor"]  # a typo: the head would learn 0 for it everywhere
+    stored = {box.label for i in range(4) for box in read_layout(dataset / "layout" / f"room{i}.txt").layout.boxes}
+    with pytest.raises(DataError, match=r"model.token_labels: 'dor' in no training room of .*; the labels there") as e:
+        train(config, "1", show_progress=False)
+    assert all(label in str(e.value) for label in ["door", "wall", *stored])
+    assert not (stage_dir(config, "1") / "stage_complete.json").exists()
 
 
 def test_token_boxes_hold_the_whole_augmented_room_whatever_the_request(dataset, base_lm):

@@ -164,6 +164,9 @@ class StageArgs:
     # The token head's label loss counts from this optimiser step of the stage on (0x before): the LM
     # learns the walls from an encoder the head has not shaped yet, then the head teaches the openings.
     token_loss_start_step: int = 0
+    # ... and until this step (0x from then on; None: to the end): the head shapes the encoder's first
+    # steps, then the LM's loss alone refines it.
+    token_loss_stop_step: int | None = None
 
 
 @dataclass
@@ -292,6 +295,11 @@ def check_config(config: TrainConfig) -> None:
              f"must be >= 0, got {stage.token_loss_start_step}")
         need(stage.token_loss_start_step == 0 or config.model.token_labels, f"{name}.token_loss_start_step",
              "delays the token head's label loss: set model.token_labels too")
+        need(stage.token_loss_stop_step is None or stage.token_loss_stop_step > stage.token_loss_start_step,
+             f"{name}.token_loss_stop_step", f"must be null or > token_loss_start_step "
+             f"({stage.token_loss_start_step}), got {stage.token_loss_stop_step}")
+        need(stage.token_loss_stop_step is None or config.model.token_labels, f"{name}.token_loss_stop_step",
+             "ends the token head's label loss: set model.token_labels too")
         need(stage.max_steps >= -1, f"{name}.max_steps", "must be -1 (off) or >= 0")
         need(stage.weight_decay >= 0, f"{name}.weight_decay", "must be >= 0")
         need(stage.max_grad_norm >= 0, f"{name}.max_grad_norm", "must be >= 0 (0: no clipping)")

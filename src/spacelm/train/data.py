@@ -172,6 +172,21 @@ def fit_to_ranges(layout: Layout, origin: np.ndarray, *, policy: str = "clip",
     return Layout(*groups)
 
 
+def check_token_labels(records: list[RoomRecord], labels: list[str], sources: list[str | Path]) -> None:
+    """Refuse token labels that no room's layout has (a typo such as ``dor`` would otherwise train the
+    head towards 0 everywhere without a word). Reads every room's layout once: small text files."""
+    seen = set()
+    for record in records:
+        layout = record.layout()
+        seen.update(kind for kind, group in (("wall", layout.walls), ("door", layout.doors),
+                                              ("window", layout.windows)) if group)
+        seen.update(box.label for box in layout.boxes)
+    missing = [label for label in labels if label not in seen]
+    if missing:
+        raise DataError(f"model.token_labels: {', '.join(map(repr, missing))} in no training room of "
+                        f"{', '.join(map(str, sources))}; the labels there: {', '.join(sorted(seen)) or 'none'}")
+
+
 class LayoutDataset(Dataset):
     """Rooms of several sources as training examples (dicts for ``processor.collate``).
 

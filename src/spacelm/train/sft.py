@@ -46,7 +46,7 @@ from spacelm.model import SpatialLMForCausalLM, SpatialLMProcessor
 from spacelm.model.point_encoder import PointEncoderConfig
 from spacelm.scene.metrics import LAYOUT_CLASSES, EvalResult, evaluate_scenes
 from spacelm.train.args import STAGES, ConfigError, LoraArgs, StageArgs, TrainConfig, ValidationArgs
-from spacelm.train.data import LayoutDataset
+from spacelm.train.data import LayoutDataset, check_token_labels
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +94,8 @@ def run_stage(config: TrainConfig, stage: str, *, callbacks: Sequence[TrainerCal
     train_set = LayoutDataset(data.train, processor, split="train", task=data.task, augment=data.augment,
                               task_mix=data.task_mix, token_labels=model.config.token_labels,
                               seed=config.seed, out_of_range=data.out_of_range)
+    if model.config.token_labels:
+        check_token_labels(train_set.records, model.config.token_labels, data.train)
     time_limit = None if settings.time_limit_minutes is None else 60.0 * settings.time_limit_minutes
     trainer = SpatialLMTrainer(
         model=model, args=training_arguments(config, stage, show_progress=show_progress),
@@ -101,8 +103,9 @@ def run_stage(config: TrainConfig, stage: str, *, callbacks: Sequence[TrainerCal
         callbacks=list(callbacks), encoder_learning_rate=settings.encoder_learning_rate,
         time_limit_s=time_limit)
     check_distribution(trainer, stage, settings.lora)
-    if settings.token_loss_start_step > 0:
-        trainer.add_callback(TokenLossStartCallback(model.config, settings.token_loss_start_step))
+    if settings.token_loss_start_step > 0 or settings.token_loss_stop_step is not None:
+        trainer.add_callback(TokenLossWindowCallback(model.config, settings.token_loss_start_step,
+                                                     settings.token_loss_stop_step))
     if not show_progress:  # no tqdm bar, and no printed log dicts in its place
         trainer.remove_callback(PrinterCallback)
     validation = config.validation
@@ -364,15 +367,18 @@ class TimeLimitCallback(TrainerCallback):
         return control
 
 
-class TokenLossStartCallback(TrainerCallback):
-    """Hold the token head's label weight (``config.token_loss_weight``) at 0 before optimiser step
-    ``start_step`` of the stage and at its stage value from then on; a resumed run picks up where it was."""
+class TokenLossWindowCallback(TrainerCallback):
+    """Hold the token head's label weight (``config.token_loss_weight``) at its stage value from optimiser
+    step ``start_step`` of the stage until ``stop_step`` (None: the end) and at 0 outside; a resumed run
+    picks up where it was."""
 
-    def __init__(self, config, start_step: int) -> None:
-        self.config, self.start_step, self.weight = config, start_step, config.token_loss_weight
+    def __init__(self, config, start_step: int, stop_step: int | None) -> None:
+        self.config, self.weight = config, config.token_loss_weight
+        self.start_step, self.stop_step = start_step, stop_step
 
     def on_step_begin(self, args, state, control, **kwargs):
-        self.config.token_loss_weight = self.weight if state.global_step >= self.start_step else 0.0
+        on = state.global_step >= self.start_step and (self.stop_step is None or state.global_step < self.stop_step)
+        self.config.token_loss_weight = self.weight if on else 0.0
 
     def on_train_end(self, args, state, control, **kwargs):
         self.config.token_loss_weight = self.weight  # saved with the stage's model
