@@ -61,11 +61,18 @@ Variants (each is the quickstart's config with the change named):
   ``door_probe_tokens_w0.1_early``: the reverse, the head at 0.1x for the first 2,000 stage-2 steps and
   0x from then on (``token_loss_stop_step``): does the LM keep reading doors once the head stops, and do
   the walls recover?
+  ``door_probe_branch_w0.1``: the head at 0.1x on an encoder branch of its own (half the widths:
+  channels 4-4-8-16, 32 features; ``token_head_input: branch``) whose label probabilities are added to the
+  point tokens: the LM reads the marks, and only its own loss shapes the encoder it reads walls from;
+  ``door_probe_branch_door_x10``: that with ``door`` the only label (no wall marks to take walls from)
+  and the marks at 10x (``token_marks_scale``): two marks among 64 features moved the tokens little;
   ``door_probe_tokens_w0.01``: the head at 0.01x;
   ``door_probe_tokens_w0``: the head at 0x, so only the data path of token supervision differs from ``door_probe``;
 - ``arch_tokens``, ``tokens``: ``arch`` and the quickstart itself with it (``tokens``: the 8 box
   classes as labels too); ``tokens_w0.1``: ``tokens`` with the head's loss at 0.1x; ``tokens_w0.1_extent``:
-  that with the extent target too (``token_extent_weight`` 1); ``boxes_w0.1``: the quickstart with the
+  that with the extent target too (``token_extent_weight`` 1); ``branch_w0.1``: ``tokens_w0.1`` with the
+  head on its own branch, as ``door_probe_branch_w0.1``; ``branch_x10``: the branch's marks at 10x on door,
+  window and the 8 box classes, no wall (as ``door_probe_branch_door_x10``); ``boxes_w0.1``: the quickstart with the
   head at 0.1x on its 8 box classes only (do box marks cost the walls as door marks do?);
 - ``probe_task``: ``arch`` on easier rooms, close to ``shared/research/quickstart-feasibility.md``'s probe:
   rectangular, no doors or windows, 2-6 boxes, so the answer is four walls (is it our model or the
@@ -88,12 +95,18 @@ from spacelm.quickstart import QUICKSTART_CLASSES
 ARCH = {"data": {"task": "arch"}}
 # Token supervision (model.token_labels): a head on the encoder tokens learns which of these each cell touches.
 STRUCTURE = ("wall", "door", "window")
+# The door probe's rooms have no windows, and a label no training room has is refused
+# (spacelm.train.data.check_token_labels). Its runs before 2026-12-06 also had window, an output of the
+# head trained towards 0 on every token.
+WALL_DOOR = ("wall", "door")
 # 5 cm voxels and layout bins with four down-convs (80 cm token cells), as the quickstart had before.
 VOXEL5 = {"model": {"point_encoder": {"num_bins": 640, "channels": [8, 8, 16, 16, 32]}}}
 # Two down-convs at 10 cm: 40 cm token cells.
 CELLS40 = {"model": {"point_encoder": {"channels": [8, 16, 32]}}}
 # The quickstart's encoder at twice its widths (channels 8-8-16-32 -> 16-16-32-64, 64 -> 128 features).
 WIDE = {"channels": [16, 16, 32, 64], "embed_dim": 128}
+# The token head's own encoder (token_head_input: branch) at half the quickstart encoder's widths.
+BRANCH = {"token_head_input": "branch", "token_branch": {"channels": [4, 4, 8, 16], "embed_dim": 32}}
 # A steadier learning curve than the quickstart's 10 rooms a point (about 20 s a point for the arch task).
 VAL30 = {"validation": {"num_rooms": 30}}
 VARIANTS: dict[str, dict] = {
@@ -118,26 +131,34 @@ VARIANTS: dict[str, dict] = {
     "door_probe_cells40": {**ARCH, **CELLS40, **VAL30},
     "door_probe_encoder_lr3e-3": {**ARCH, **VAL30, "stage2": {"encoder_learning_rate": 3e-3}},
     "door_probe_lm256": {**ARCH, **VAL30, "model": {"tiny_lm": {"hidden_size": 256, "num_heads": 8}}},
-    "door_probe_tokens": {**ARCH, **VAL30, "model": {"token_labels": list(STRUCTURE)}},
-    "door_probe_tokens_w0.1": {**ARCH, **VAL30, "model": {"token_labels": list(STRUCTURE), "token_loss_weight": 0.1}},
+    "door_probe_tokens": {**ARCH, **VAL30, "model": {"token_labels": list(WALL_DOOR)}},
+    "door_probe_tokens_w0.1": {**ARCH, **VAL30, "model": {"token_labels": list(WALL_DOOR), "token_loss_weight": 0.1}},
     "door_probe_door_w0.1": {**ARCH, **VAL30, "model": {"token_labels": ["door"], "token_loss_weight": 0.1}},
-    "door_probe_tokens_w0.1_wide": {**ARCH, **VAL30, "model": {"token_labels": list(STRUCTURE),
+    "door_probe_tokens_w0.1_wide": {**ARCH, **VAL30, "model": {"token_labels": list(WALL_DOOR),
                                                                 "token_loss_weight": 0.1, "point_encoder": WIDE}},
     "door_probe_tokens_w0.1_extent": {**ARCH, **VAL30, "model": {
-        "token_labels": list(STRUCTURE), "token_loss_weight": 0.1, "token_extent_weight": 1.0}},
-    "door_probe_tokens_stage1": {**ARCH, **VAL30, "model": {"token_labels": list(STRUCTURE)},
+        "token_labels": list(WALL_DOOR), "token_loss_weight": 0.1, "token_extent_weight": 1.0}},
+    "door_probe_tokens_stage1": {**ARCH, **VAL30, "model": {"token_labels": list(WALL_DOOR)},
                                  "stage1": {"max_steps": 1000}, "stage2": {"token_loss_weight": 0.0}},
     "door_probe_tokens_w0.1_backbone": {**ARCH, **VAL30, "model": {
-        "token_labels": list(STRUCTURE), "token_loss_weight": 0.1, "token_head_input": "backbone"}},
+        "token_labels": list(WALL_DOOR), "token_loss_weight": 0.1, "token_head_input": "backbone"}},
     "door_probe_tokens_w0.1_late": {**ARCH, **VAL30, "stage2": {"token_loss_start_step": 2000},
-                                    "model": {"token_labels": list(STRUCTURE), "token_loss_weight": 0.1}},
+                                    "model": {"token_labels": list(WALL_DOOR), "token_loss_weight": 0.1}},
     "door_probe_tokens_w0.1_early": {**ARCH, **VAL30, "stage2": {"token_loss_stop_step": 2000},
-                                     "model": {"token_labels": list(STRUCTURE), "token_loss_weight": 0.1}},
-    "door_probe_tokens_w0.01": {**ARCH, **VAL30, "model": {"token_labels": list(STRUCTURE), "token_loss_weight": 0.01}},
-    "door_probe_tokens_w0": {**ARCH, **VAL30, "model": {"token_labels": list(STRUCTURE), "token_loss_weight": 0.0}},
+                                     "model": {"token_labels": list(WALL_DOOR), "token_loss_weight": 0.1}},
+    "door_probe_branch_w0.1": {**ARCH, **VAL30, "model": {"token_labels": list(WALL_DOOR), "token_loss_weight": 0.1,
+                                                           **BRANCH}},
+    "door_probe_branch_door_x10": {**ARCH, **VAL30, "model": {"token_labels": ["door"], "token_loss_weight": 0.1,
+                                                               "token_marks_scale": 10.0, **BRANCH}},
+    "door_probe_tokens_w0.01": {**ARCH, **VAL30, "model": {"token_labels": list(WALL_DOOR), "token_loss_weight": 0.01}},
+    "door_probe_tokens_w0": {**ARCH, **VAL30, "model": {"token_labels": list(WALL_DOOR), "token_loss_weight": 0.0}},
     "arch_tokens": {**ARCH, **VAL30, "model": {"token_labels": list(STRUCTURE)}},
     "tokens": {**VAL30, "model": {"token_labels": [*STRUCTURE, *QUICKSTART_CLASSES]}},
     "tokens_w0.1": {**VAL30, "model": {"token_labels": [*STRUCTURE, *QUICKSTART_CLASSES], "token_loss_weight": 0.1}},
+    "branch_w0.1": {**VAL30, "model": {"token_labels": [*STRUCTURE, *QUICKSTART_CLASSES], "token_loss_weight": 0.1,
+                                       **BRANCH}},
+    "branch_x10": {**VAL30, "model": {"token_labels": ["door", "window", *QUICKSTART_CLASSES], "token_loss_weight": 0.1,
+                                      "token_marks_scale": 10.0, **BRANCH}},
     "boxes_w0.1": {**VAL30, "model": {"token_labels": list(QUICKSTART_CLASSES), "token_loss_weight": 0.1}},
     "tokens_w0.1_extent": {**VAL30, "model": {"token_labels": [*STRUCTURE, *QUICKSTART_CLASSES],
                                               "token_loss_weight": 0.1, "token_extent_weight": 1.0}},

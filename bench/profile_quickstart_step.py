@@ -8,7 +8,8 @@ a warm-up run on that batch):
 - data: ``LayoutDataset`` items with the quickstart's augmentation (grid sampling, tokenising), run in
   the DataLoader worker during training, so it competes for the same cores;
 - encoder fwd+bwd: the point encoder alone on the batch's voxels (kernel maps included);
-- model fwd+bwd: the whole model (encoder, projector, LM, loss), as in a training step;
+- model fwd+bwd: the whole model (encoder, projector, LM, loss; the token head and its branch where the
+  variant has them), as in a training step;
 - optimiser: AdamW step over every parameter (stage 2).
 
     python bench/profile_quickstart_step.py               # the quickstart (task all, batch 4)
@@ -113,7 +114,7 @@ def build(name: str, args):
         config.data.task = args.task if name not in ("arch", "zero_resnet", "probe_task") else "arch"
         model, processor = initial_model(config, "1")
         dataset = LayoutDataset([data], processor, split="train", task=config.data.task, augment=config.data.augment,
-                                task_mix=config.data.task_mix)
+                                task_mix=config.data.task_mix, token_labels=config.model.token_labels)
         groups = [range(b * args.batch, (b + 1) * args.batch) for b in range(args.batches + 1)]
         batches = [processor.collate([dataset[i] for i in rooms]) for rooms in groups]
         data_ms = median_ms(lambda rooms: processor.collate([dataset[i] for i in rooms]), groups)

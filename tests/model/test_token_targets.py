@@ -11,6 +11,7 @@ import torch
 pytest.importorskip("transformers")
 
 from spacelm.model import SpatialLMConfig, SpatialLMForCausalLM  # noqa: E402
+from spacelm.model.spatiallm_checkpoint import save_spatiallm_checkpoint  # noqa: E402
 from spacelm.model.tiny import save_tiny_base_lm  # noqa: E402
 from spacelm.model.token_targets import label_boxes, token_extents, token_targets  # noqa: E402
 from spacelm.points.transforms import WORLD_EXTENT  # noqa: E402
@@ -151,6 +152,54 @@ def test_a_head_on_the_backbone_reads_the_resnet_output_and_leaves_input_proj_to
     assert SpatialLMForCausalLM.from_pretrained(tmp_path).config.token_head_input == "backbone"
 
 
+def test_a_head_on_its_own_branch_marks_the_tokens_and_leaves_the_point_encoder_to_the_lm(base_lm_dir, tmp_path):
+    labels = ["wall", "door"]
+    torch.manual_seed(0)
+    model, processor = SpatialLMForCausalLM.from_base_lm(
+        base_lm_dir, point_config=POINT_CONFIG, token_labels=labels, token_head_input="branch",
+        token_branch={"channels": [4, 4, 4, 8], "embed_dim": 8}, token_marks_scale=2.0)
+    assert model.token_branch.config.channels == (4, 4, 4, 8) and model.token_branch.config.num_bins == 320
+    assert model.token_head.weight.shape == (2, 8) and model.marks_projector.weight.shape == (32, 2)
+    batch = _batch(processor, Layout(walls=[WALL], doors=[DOOR]), labels)
+    coords, feats, rows = batch["point_coords"], batch["point_features"], batch["point_batch"]
+    with torch.no_grad():  # the LM's point tokens: projected encoder tokens + projected head probabilities x 2
+        tokens, counts = model.get_point_features(coords, feats, rows, 2)
+        encoded, _ = model._encode_points(coords, feats, rows, 2)
+        voxels = torch.cat([rows[:, None], coords], dim=1)
+        branch = model.token_branch(voxels, feats)
+        marks = torch.sigmoid(model.token_head(branch.features))
+        expected = model.projector(encoded.features) + model.marks_projector(2.0 * marks)
+    torch.testing.assert_close(tokens, expected)
+    assert counts.tolist() == [len(encoded.coords) // 2] * 2 and torch.equal(branch.coords, encoded.coords)
+
+    def grads(inputs) -> dict[str, torch.Tensor | None]:
+        model.zero_grad(set_to_none=True)
+        model(**inputs).loss.backward()
+        return {n: None if p.grad is None else p.grad.clone() for n, p in model.named_parameters()}
+
+    full = grads(batch)
+    lm_only = grads({k: v for k, v in batch.items() if k != "token_boxes"})
+    # The head's loss trains the branch and the head, nothing else; the LM's loss never reaches them.
+    for name, grad in full.items():
+        if name.startswith(("token_branch.", "token_head.")):
+            assert grad.abs().sum() > 0 and lm_only[name] is None, name
+        elif grad is not None:
+            torch.testing.assert_close(grad, lm_only[name], msg=name)
+    assert full["marks_projector.weight"].abs().sum() > 0  # the LM learns to read the marks
+    assert full["point_encoder.input_proj.weight"].abs().sum() > 0
+    model.save_pretrained(tmp_path)
+    loaded = SpatialLMForCausalLM.from_pretrained(tmp_path)
+    assert loaded.config.token_branch["channels"] == [4, 4, 4, 8] and loaded.config.token_marks_scale == 2.0
+    inference = {k: v for k, v in batch.items() if k not in ("labels", "token_boxes")}
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**inference).logits, model(**inference).logits)
+        loaded.marks_projector.weight.zero_()  # the marks are read at inference too
+        assert not torch.allclose(loaded(**inference).logits, model(**inference).logits)
+    with pytest.raises(ValueError, match="SpatialLM's architecture has no place for"):
+        save_spatiallm_checkpoint(model, processor, tmp_path / "spatiallm")
+    assert not (tmp_path / "spatiallm").exists()
+
+
 def test_the_head_is_saved_and_loaded_and_only_used_in_training(base_lm_dir, tmp_path):
     model, processor = SpatialLMForCausalLM.from_base_lm(base_lm_dir, point_config=POINT_CONFIG,
                                                          token_labels=["door"])
@@ -177,6 +226,12 @@ def test_the_head_is_saved_and_loaded_and_only_used_in_training(base_lm_dir, tmp
     ({"token_extent_weight": float("nan")}, "token_extent_weight must be >= 0"),
     ({"token_extent_weight": -1.0}, "token_extent_weight must be >= 0"),
     ({"token_head_input": "features"}, "token_head_input must be one of"),
+    ({"token_head_input": "branch"}, "set token_labels too"),
+    ({"token_labels": ["door"], "token_branch": {"embed_dim": 8}}, "set token_head_input to 'branch'"),
+    ({"token_labels": ["door"], "token_head_input": "branch", "token_branch": {"channels": [8, 8, 8]}},
+     "must keep point_config's num_bins"),
+    ({"token_labels": ["door"], "token_head_input": "branch", "token_marks_scale": 0.0},
+     "token_marks_scale must be finite and > 0"),
 ])
 def test_bad_token_labels_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -273,6 +273,24 @@ def test_a_stages_token_loss_window_holds_the_head_at_0x_outside_it(tmp_path, da
     assert json.loads((stage_dir(config, "2") / "config.json").read_text())["token_loss_weight"] == 1.0
 
 
+def test_a_token_branch_trains_with_the_encoder_in_stage_1_and_is_saved(tmp_path, dataset, base_lm):
+    config = make_config(tmp_path, dataset, base_lm, stage1={"max_steps": 1}, stage2={"max_steps": 1})
+    config.model.token_labels = ["wall", "door"]
+    config.model.token_head_input = "branch"
+    config.model.token_branch = {"embed_dim": 8}
+    set_seed(config.seed)  # as run_stage does before it builds stage 1's model
+    initial = {k: v.clone() for k, v in initial_model(config, "1")[0].state_dict().items()}
+    train(config, "1", show_progress=False)
+    saved = saved_weights(stage_dir(config, "1"))
+    assert json.loads((stage_dir(config, "1") / "config.json").read_text())["token_branch"]["embed_dim"] == 8
+    lm_key = next(k for k in saved if k.startswith("language_model.") and k.endswith("q_proj.weight"))
+    assert torch.equal(saved[lm_key], initial[lm_key])  # the same start, and stage 1 keeps the LM frozen...
+    for key in ("token_branch.input_proj.weight", "marks_projector.weight", "token_head.weight",
+                "point_encoder.input_proj.weight"):  # ...and trains the encoder side, the branch included
+        assert not torch.equal(saved[key], initial[key]), key
+    assert saved["token_branch.input_proj.weight"].shape == (8, 8 + 63)
+
+
 def test_a_token_label_that_no_training_room_has_is_refused_before_a_step(tmp_path, dataset, base_lm):
     config = make_config(tmp_path, dataset, base_lm, stage1={"max_steps": 1})
     config.model.token_labels = ["wall", "dor"]  # a typo: the head would learn 0 for it everywhere

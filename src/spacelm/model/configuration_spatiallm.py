@@ -25,7 +25,7 @@ from spacelm.model.point_encoder import PointEncoderConfig
 from spacelm.model.sonata import SonataConfig
 
 PROJECTORS = ("linear", "mlp")
-TOKEN_HEAD_INPUTS = ("tokens", "backbone")
+TOKEN_HEAD_INPUTS = ("tokens", "backbone", "branch")
 # point_backbone -> the dataclass its point_config holds: SceneScript's sparse ResNet (SpatialLM 1.0) or
 # Sonata (SpatialLM 1.1).
 POINT_BACKBONES = {"scenescript": PointEncoderConfig, "sonata": SonataConfig}
@@ -48,7 +48,15 @@ class SpatialLMConfig(PreTrainedConfig):
     does not wipe the within-cell position out of the features; 0: none.
     ``token_head_input``: what the head reads: ``"tokens"``, the encoder's output that the projector also
     reads, or ``"backbone"``, the sparse ResNet's output before the position mix (``input_proj``), so the
-    head's gradient shapes what a cell holds and leaves how tokens carry their position to the LM's loss.
+    head's gradient shapes what a cell holds and leaves how tokens carry their position to the LM's loss,
+    or ``"branch"``: a second encoder of its own (``token_branch``: ``PointEncoderConfig`` fields that
+    differ from ``point_config``'s; the grid and token stride must match), trained by the head's loss
+    only; the head's label probabilities, detached, go through ``marks_projector`` (Linear(C, hidden))
+    and are added to the point tokens, so the LM reads the marks while its own encoder is shaped by the
+    LM's loss alone (the head on the shared encoder blurs the walls: docs/training.md).
+    ``token_marks_scale``: the probabilities are multiplied by this before ``marks_projector``, so that C
+    marks among D features move the tokens as fast as the head on the shared encoder does (Adam's step is
+    the same whatever an input's scale, so the marks' share of a token grows with it).
     """
 
     model_type = "spacelm_spatiallm"
@@ -67,6 +75,8 @@ class SpatialLMConfig(PreTrainedConfig):
     token_loss_weight: float = 1.0
     token_extent_weight: float = 0.0
     token_head_input: str = "tokens"
+    token_branch: dict | None = None
+    token_marks_scale: float = 1.0
 
     def __post_init__(self, **kwargs):
         if self.text_config is None:
@@ -91,6 +101,23 @@ class SpatialLMConfig(PreTrainedConfig):
             raise ValueError(f"token_extent_weight must be >= 0, got {self.token_extent_weight}")
         if self.token_head_input not in TOKEN_HEAD_INPUTS:
             raise ValueError(f"token_head_input must be one of {TOKEN_HEAD_INPUTS}, got {self.token_head_input!r}")
+        if self.token_head_input == "branch":
+            if not self.token_labels:
+                raise ValueError("token_head_input 'branch' adds the head's label marks to the tokens: "
+                                 "set token_labels too")
+            branch = PointEncoderConfig.from_dict({**self.point_config, **(self.token_branch or {})})
+            main = PointEncoderConfig.from_dict(self.point_config)
+            if (branch.num_bins, branch.token_stride) != (main.num_bins, main.token_stride):
+                raise ValueError(f"token_branch must keep point_config's num_bins ({main.num_bins}) and "
+                                 f"number of down-convs ({len(main.channels) - 1}), so that its tokens are "
+                                 "the same cells")
+            self.token_branch = branch.to_dict()
+            if not (0 < self.token_marks_scale < float("inf")):  # also refuses NaN
+                raise ValueError(f"token_marks_scale must be finite and > 0, got {self.token_marks_scale}")
+        elif self.token_branch:
+            raise ValueError("token_branch is the head's own encoder: set token_head_input to 'branch'")
+        else:
+            self.token_branch = None
         if (self.token_labels or self.token_extent_weight) and self.point_backbone != "scenescript":
             raise ValueError("token_labels and token_extent_weight need the scenescript point backbone "
                              "(its tokens are grid cells)")
@@ -100,6 +127,11 @@ class SpatialLMConfig(PreTrainedConfig):
     def point_encoder_config(self) -> PointEncoderConfig | SonataConfig:
         """``point_config`` as the encoder's dataclass."""
         return POINT_BACKBONES[self.point_backbone].from_dict(self.point_config)
+
+    @property
+    def token_branch_config(self) -> PointEncoderConfig | None:
+        """``token_branch`` as the encoder's dataclass (None unless ``token_head_input`` is ``branch``)."""
+        return None if self.token_branch is None else PointEncoderConfig.from_dict(self.token_branch)
 
     @property
     def point_token_ids(self) -> list[int]:

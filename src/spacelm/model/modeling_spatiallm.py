@@ -78,8 +78,8 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
     # bf16/fp16 loads keep the encoder in float32 (the non-strict list only covers fp16).
-    _keep_in_fp32_modules = ["point_encoder"]
-    _keep_in_fp32_modules_strict = ["point_encoder"]
+    _keep_in_fp32_modules = ["point_encoder", "token_branch"]
+    _keep_in_fp32_modules_strict = ["point_encoder", "token_branch"]
     _skip_keys_device_placement = ["cache", "past_key_values"]
     # Attention lives in the language model; these only let its implementation be chosen through us.
     _supports_sdpa = True
@@ -97,7 +97,13 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
                                          config.text_config.hidden_size)
         # Training-only head of the token-supervision loss (spacelm.model.token_targets); not SpatialLM's.
         head_outputs = len(config.token_labels or ()) + (EXTENT_OUTPUTS if config.token_extent_weight else 0)
-        self.token_head = nn.Linear(encoder_config.embed_dim, head_outputs) if head_outputs else None
+        branch_config = config.token_branch_config
+        # token_head_input "branch": the head's own encoder, and the projection of its marks into the LM.
+        self.token_branch = PointEncoder(branch_config).float() if branch_config else None
+        self.marks_projector = (nn.Linear(len(config.token_labels), config.text_config.hidden_size)
+                                if branch_config else None)
+        head_width = (branch_config or encoder_config).embed_dim
+        self.token_head = nn.Linear(head_width, head_outputs) if head_outputs else None
         if language_model is None:
             language_model = AutoModelForCausalLM.from_config(config.text_config)
         elif language_model.config is not config.text_config:
@@ -133,9 +139,11 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
         # (a DeepSpeed ZeRO engine with bf16 does this) would cast the encoder too. It must stay float32, so
         # undo that after any cast, and say so once. Device moves are unaffected.
         super()._apply(fn, *args, **kwargs)
-        encoder = getattr(self, "point_encoder", None)  # absent while __init__ runs
-        if encoder is not None and any(p.dtype != torch.float32 for p in encoder.parameters()):
-            encoder.float()
+        encoders = [getattr(self, name, None) for name in ("point_encoder", "token_branch")]
+        encoders = [e for e in encoders if e is not None]  # absent while __init__ runs, or no branch
+        if any(p.dtype != torch.float32 for e in encoders for p in e.parameters()):
+            for encoder in encoders:
+                encoder.float()
             logger.warning_once("the point encoder stays float32 (as SpatialLM's point backbone); the "
                                 "cast applies to the language model and projector")
         return self
@@ -143,7 +151,8 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
     def _init_weights(self, module: nn.Module) -> None:
         # transformers re-draws Linear/GroupNorm weights from N(0, 0.02); the encoder keeps PyTorch's own
         # initialisation (its sparse kernels are drawn in their constructor).
-        if any(module is m for m in self.point_encoder.modules()):
+        encoders = [self.point_encoder] + ([self.token_branch] if self.token_branch is not None else [])
+        if any(module is m for e in encoders for m in e.modules()):
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
             return
@@ -158,8 +167,32 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
         Tokens come sample by sample (sample 0's first), the order ``masked_scatter`` fills pad tokens in.
         """
         encoded, counts = self._encode_points(point_coords, point_features, point_batch, batch_size)
+        branch = self._encode_branch(encoded, point_coords, point_features, point_batch)
+        return self._project(encoded, branch), counts
+
+    def _encode_branch(self, encoded: PointEncoderOutput, point_coords: Tensor, point_features: Tensor,
+                       point_batch: Tensor) -> PointEncoderOutput | None:
+        """The head's own encoder on the same voxels (``token_head_input: branch``), else None."""
+        if self.token_branch is None:
+            return None
+        device = self.token_branch.input_proj.weight.device
+        coords = torch.cat([point_batch.long()[:, None], point_coords.long()], dim=1).to(device)  # (N, 4)
+        branch = self.token_branch(coords, point_features.to(device))
+        if not torch.equal(branch.coords, encoded.coords):  # same grid and stride: checked in the config
+            raise RuntimeError("the token branch's cells differ from the point encoder's")
+        return branch
+
+    def _project(self, encoded: PointEncoderOutput, branch: PointEncoderOutput | None) -> Tensor:
+        """``(T, hidden)`` point tokens for the LM: the projected encoder tokens, plus with a token branch
+        the projection of its head's label probabilities. Those are detached: the LM's loss reaches the
+        marks' projection, never the branch, whose only teacher is the head's label loss."""
         proj_dtype = next(self.projector.parameters()).dtype
-        return self.projector(encoded.features.to(proj_dtype)), counts
+        tokens = self.projector(encoded.features.to(proj_dtype))  # (T, hidden)
+        if branch is None:
+            return tokens
+        logits = self.token_head(branch.features.to(self.token_head.weight.dtype))[:, :len(self.config.token_labels)]
+        marks = self.config.token_marks_scale * torch.sigmoid(logits).detach().to(proj_dtype)  # (T, C)
+        return tokens + self.marks_projector(marks)
 
     def _encode_points(self, point_coords: Tensor, point_features: Tensor, point_batch: Tensor,
                        batch_size: int) -> tuple[PointEncoderOutput, Tensor]:
@@ -175,14 +208,19 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
                              f"{batch_size} rows")
         return encoded, nn.functional.pad(counts, (0, batch_size - len(counts)))  # text-only rows at the end
 
-    def token_loss(self, encoded: PointEncoderOutput, voxel_coords: Tensor, token_boxes: Tensor | None) -> Tensor:
+    def token_loss(self, encoded: PointEncoderOutput, voxel_coords: Tensor, token_boxes: Tensor | None,
+                   branch: PointEncoderOutput | None = None) -> Tensor:
         """The token head's weighted loss: ``token_loss_weight`` x the mean binary cross-entropy of its
         label outputs against ``token_targets`` of ``token_boxes (K, 8)`` (when given), plus
-        ``token_extent_weight`` x the mean squared error of its last six outputs against ``token_extents``."""
+        ``token_extent_weight`` x the mean squared error of its last six outputs against ``token_extents``.
+        ``branch``: the token branch's output, which the head then reads (``token_head_input: branch``)."""
         if self.token_head is None:
             raise ValueError("token_boxes given but the model has no token head; set config.token_labels")
         config, stride = self.config, self.config.point_encoder_config.token_stride
-        features = encoded.backbone if config.token_head_input == "backbone" else encoded.features  # (T, D)
+        features = {"backbone": encoded.backbone, "branch": branch.features if branch else None}.get(
+            config.token_head_input, encoded.features)  # (T, D)
+        if features is None:
+            raise ValueError("token_head_input 'branch' needs the branch's output")
         outputs = self.token_head(features.to(self.token_head.weight.dtype))  # (T, C [+ 6])
         num_labels = len(config.token_labels or ())
         loss = outputs.new_zeros(())
@@ -259,11 +297,11 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
             if self.config.point_token_id is None:
                 raise ValueError("config.point_token_id is not set; build the model with from_base_lm")
             encoded, counts = self._encode_points(point_coords, point_features, point_batch, len(input_ids))
+            branch = self._encode_branch(encoded, point_coords, point_features, point_batch)
             if labels is not None and (token_boxes is not None or self.config.token_extent_weight):
                 voxel_coords = torch.cat([point_batch.long()[:, None], point_coords.long()], dim=1)  # (N, 4)
-                token_loss = self.token_loss(encoded, voxel_coords, token_boxes)
-            proj_dtype = next(self.projector.parameters()).dtype
-            features = self.projector(encoded.features.to(proj_dtype))
+                token_loss = self.token_loss(encoded, voxel_coords, token_boxes, branch)
+            features = self._project(encoded, branch)
             inputs_embeds = self._scatter_points(input_ids, inputs_embeds, features, counts)
         if labels is not None and cache is None:
             kwargs.setdefault("use_cache", False)  # a loss needs no KV cache (nor does checkpointing allow one)
@@ -310,7 +348,9 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
     def from_base_lm(cls, name_or_path: str, *, point_config: dict | None = None, projector: str = "linear",
                      point_backbone: str = "scenescript", token_labels: list[str] | None = None,
                      token_loss_weight: float = 1.0, token_extent_weight: float = 0.0,
-                     token_head_input: str = "tokens", dtype: torch.dtype | str | None = None,
+                     token_head_input: str = "tokens", token_branch: dict | None = None,
+                     token_marks_scale: float = 1.0,
+                     dtype: torch.dtype | str | None = None,
                      processor_kwargs: dict | None = None,
                      **lm_kwargs):
         """A fresh SpatialLM around a pretrained causal LM: ``(model, processor)``.
@@ -322,9 +362,8 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
         checkpoint's dtype (transformers' ``"auto"``: bf16 for Qwen2.5). ``lm_kwargs`` go to
         ``AutoModelForCausalLM.from_pretrained``; ``processor_kwargs`` to ``SpatialLMProcessor`` (e.g.
         ``{"system_prompt": None}`` for SpatialLM's Llama variant, which has no system turn).
-        ``token_labels``, ``token_loss_weight``, ``token_extent_weight``, ``token_head_input``: the optional
-        token-supervision head
-        (``SpatialLMConfig``).
+        ``token_labels``, ``token_loss_weight``, ``token_extent_weight``, ``token_head_input``,
+        ``token_branch``, ``token_marks_scale``: the optional token-supervision head (``SpatialLMConfig``).
 
         ``SpatialLMForCausalLM.from_base_lm("Qwen/Qwen2.5-0.5B-Instruct", point_config={"num_bins": 1280})``
         """
@@ -347,6 +386,8 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
             token_loss_weight=token_loss_weight,
             token_extent_weight=token_extent_weight,
             token_head_input=token_head_input,
+            token_branch=token_branch,
+            token_marks_scale=token_marks_scale,
             point_start_token_id=point_start,
             point_end_token_id=point_end,
             point_token_id=point_pad,
@@ -355,6 +396,8 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
         )
         model = cls(config, language_model=language_model)
         model.projector.to(language_model.dtype)
+        if model.marks_projector is not None:
+            model.marks_projector.to(language_model.dtype)
         model.generation_config = copy.deepcopy(language_model.generation_config)
         processor = SpatialLMProcessor(tokenizer, num_bins=config.num_bins,
                                        token_stride=config.point_encoder_config.token_stride,

@@ -186,6 +186,9 @@ def config_to_upstream(config: SpatialLMConfig) -> dict:
     if variant is None:
         raise ValueError(f"SpatialLM's layout exists for {[v[0] for v in UPSTREAM_VARIANTS.values()]} LMs only, "
                          f"not {config.text_config.model_type!r}")
+    if config.token_branch is not None:
+        raise ValueError("this model adds its token branch's marks to the point tokens "
+                         "(token_head_input: branch), which SpatialLM's architecture has no place for")
     point = dict(config.point_config)
     if point.pop("num_fourier_freqs") != 10:
         raise ValueError("SpatialLM's encoders use 10 Fourier frequencies")

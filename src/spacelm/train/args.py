@@ -95,6 +95,14 @@ class ModelArgs:
     # What the head reads: tokens (the encoder's output, which the projector reads too) or backbone (the
     # sparse ResNet's output before the cell position is mixed in: the head leaves input_proj to the LM).
     token_head_input: str = "tokens"
+    # With token_head_input branch: the head reads a second encoder of its own, trained by its loss only,
+    # and its label marks are added to the point tokens. These are the PointEncoderConfig fields in which
+    # that encoder differs from point_encoder (e.g. {channels: [4, 4, 8, 16], embed_dim: 32}); num_bins
+    # and the number of down-convs must stay. None: the same shape as point_encoder.
+    token_branch: dict | None = None
+    # With branch: the head's probabilities are multiplied by this before they are projected and added to
+    # the point tokens (a few marks among the encoder's features: a larger scale makes them move faster).
+    token_marks_scale: float = 1.0
 
 
 @dataclass
@@ -238,6 +246,7 @@ def check_config(config: TrainConfig) -> None:
              f"must be [low, high] with 0 < low <= high, got {scale}")
         need(augment.color_jitter >= 0, "data.augment.color_jitter", "must be >= 0")
     from spacelm.model.configuration_spatiallm import PROJECTORS, TOKEN_HEAD_INPUTS
+    from spacelm.model.point_encoder import PointEncoderConfig
 
     need(config.model.projector in PROJECTORS, "model.projector",
          f"must be one of {PROJECTORS}, got {config.model.projector!r}")
@@ -254,6 +263,20 @@ def check_config(config: TrainConfig) -> None:
          "model.token_extent_weight", f"must be finite and >= 0, got {config.model.token_extent_weight}")
     need(config.model.token_head_input in TOKEN_HEAD_INPUTS, "model.token_head_input",
          f"must be one of {TOKEN_HEAD_INPUTS}, got {config.model.token_head_input!r}")
+    is_branch = config.model.token_head_input == "branch"
+    need(not is_branch or config.model.token_labels, "model.token_head_input",
+         "branch adds the head's label marks to the point tokens: set model.token_labels too")
+    need(config.model.token_branch is None or is_branch, "model.token_branch",
+         "is the head's own encoder: set model.token_head_input to branch")
+    need(math.isfinite(config.model.token_marks_scale) and config.model.token_marks_scale > 0,
+         "model.token_marks_scale", f"must be finite and > 0, got {config.model.token_marks_scale}")
+    if is_branch:
+        branch = {**config.model.point_encoder, **(config.model.token_branch or {})}
+        _check_point_encoder(branch, "model.token_branch")
+        main, own = (PointEncoderConfig.from_dict(d) for d in (config.model.point_encoder, branch))
+        need(own.num_bins == main.num_bins and own.token_stride == main.token_stride, "model.token_branch",
+             f"must keep model.point_encoder's num_bins ({main.num_bins}) and number of down-convs "
+             f"({len(main.channels) - 1}, i.e. {len(main.channels)} channels), so its tokens are the same cells")
     tiny = config.model.tiny_lm
     if tiny is not None:
         for name in ("hidden_size", "num_layers", "num_heads"):
@@ -323,12 +346,12 @@ def _check_counts(config: TrainConfig, need) -> None:
          "must be null or >= 1")
 
 
-def _check_point_encoder(point_encoder: dict) -> None:
+def _check_point_encoder(point_encoder: dict, name: str = "model.point_encoder") -> None:
     from spacelm.model.point_encoder import PointEncoderConfig
 
     known = [f.name for f in dataclasses.fields(PointEncoderConfig)]
     for key, value in point_encoder.items():
-        where = f"model.point_encoder.{key}"
+        where = f"{name}.{key}"
         if key not in known:
             raise ConfigError(f"{where}: unknown key (known: {', '.join(known)})")
         if key == "backend":
@@ -344,7 +367,7 @@ def _check_point_encoder(point_encoder: dict) -> None:
     try:
         PointEncoderConfig.from_dict(point_encoder)
     except (TypeError, ValueError) as e:
-        raise ConfigError(f"model.point_encoder: {e}") from None
+        raise ConfigError(f"{name}: {e}") from None
 
 
 def _positive_int(value, key: str) -> None:

@@ -51,8 +51,9 @@ from spacelm.train.data import LayoutDataset, check_token_labels
 logger = logging.getLogger(__name__)
 
 COMPLETE_FILE = "stage_complete.json"
-# token_head: None unless model.token_labels or model.token_extent_weight.
-ENCODER_MODULES = ("point_encoder", "projector", "token_head")
+# token_head: None unless model.token_labels or model.token_extent_weight; token_branch and marks_projector:
+# None unless model.token_head_input is branch.
+ENCODER_MODULES = ("point_encoder", "projector", "token_head", "token_branch", "marks_projector")
 
 
 def train(config: TrainConfig, stage: str = "both", *, callbacks: Sequence[TrainerCallback] = (),
@@ -141,6 +142,8 @@ def initial_model(config: TrainConfig, stage: str) -> tuple[SpatialLMForCausalLM
                                                  token_loss_weight=m.token_loss_weight,
                                                  token_extent_weight=m.token_extent_weight,
                                                  token_head_input=m.token_head_input,
+                                                 token_branch=m.token_branch,
+                                                 token_marks_scale=m.token_marks_scale,
                                                  processor_kwargs={"layout_decimals": m.layout_decimals,
                                                                    "reference_code": m.reference_code},
                                                  **lm_kwargs)
