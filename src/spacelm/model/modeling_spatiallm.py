@@ -95,7 +95,8 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
         self.point_encoder = encoder_class(encoder_config).float()
         self.projector = build_projector(config.projector, encoder_config.embed_dim,
                                          config.text_config.hidden_size)
-        # Training-only head of the token-supervision loss (spacelm.model.token_targets); not SpatialLM's.
+        # Head of the token-supervision loss (spacelm.model.token_targets); not SpatialLM's. Training-only,
+        # except with token_head_input "branch", where its marks feed the LM at inference too.
         head_outputs = len(config.token_labels or ()) + (EXTENT_OUTPUTS if config.token_extent_weight else 0)
         branch_config = config.token_branch_config
         # token_head_input "branch": the head's own encoder, and the projection of its marks into the LM.
@@ -217,10 +218,12 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
         if self.token_head is None:
             raise ValueError("token_boxes given but the model has no token head; set config.token_labels")
         config, stride = self.config, self.config.point_encoder_config.token_stride
-        features = {"backbone": encoded.backbone, "branch": branch.features if branch else None}.get(
-            config.token_head_input, encoded.features)  # (T, D)
-        if features is None:
-            raise ValueError("token_head_input 'branch' needs the branch's output")
+        if config.token_head_input == "branch":
+            if branch is None:
+                raise ValueError("token_head_input 'branch' needs the branch's output")
+            features = branch.features  # (T, D of the branch)
+        else:
+            features = encoded.backbone if config.token_head_input == "backbone" else encoded.features  # (T, D)
         outputs = self.token_head(features.to(self.token_head.weight.dtype))  # (T, C [+ 6])
         num_labels = len(config.token_labels or ())
         loss = outputs.new_zeros(())
