@@ -232,6 +232,7 @@ DDP_SCRIPT = textwrap.dedent("""
     from spacelm.arrange.config import ArrangeArgs, trl_config
     from spacelm.arrange.generate import generate_tasks
     from spacelm.arrange.grpo import build_trainer
+    from spacelm.distributed import launched_run
     from trl import GRPOConfig
 
     out, policy = sys.argv[1], sys.argv[2]
@@ -245,12 +246,13 @@ DDP_SCRIPT = textwrap.dedent("""
 
     trainer = build_trainer(args, config, [g.task for g in generate_tasks(8, 1, max_objects=2)],
                             judge=length_judge)
-    trainer.train()
-    digest = hashlib.sha256()
-    for name, value in sorted(trainer.model.state_dict().items()):
-        digest.update(value.detach().numpy().tobytes())
-    rank = trainer.accelerator.process_index
-    open(f"{out}/rank{rank}.txt", "w").write(digest.hexdigest() + " " + str(trainer.accelerator.num_processes))
+    with launched_run():  # as `spacelm arrange train` ends a launched run
+        trainer.train()
+        digest = hashlib.sha256()
+        for name, value in sorted(trainer.model.state_dict().items()):
+            digest.update(value.detach().numpy().tobytes())
+        rank = trainer.accelerator.process_index
+        open(f"{out}/rank{rank}.txt", "w").write(digest.hexdigest() + " " + str(trainer.accelerator.num_processes))
 """)
 
 

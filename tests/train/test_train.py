@@ -338,6 +338,7 @@ DDP_SCRIPT = textwrap.dedent("""
     import hashlib, sys
     import torch
     from transformers import TrainerCallback
+    from spacelm.distributed import launched_run
     from spacelm.train.args import config_from_dict
     from spacelm.train.sft import train
 
@@ -357,7 +358,8 @@ DDP_SCRIPT = textwrap.dedent("""
         "data": {"train": [sys.argv[3]], "num_workers": 0},
         "stage1": stage, "stage2": stage, "validation": {"at_end": False},
         "logging": {"report_to": ["none"], "save_steps": 100}})
-    train(config, "2" if len(sys.argv) > 4 else "1", callbacks=[Digest()], show_progress=False)
+    with launched_run():  # as our entry points end a launched run
+        train(config, "2" if len(sys.argv) > 4 else "1", callbacks=[Digest()], show_progress=False)
 """)
 
 

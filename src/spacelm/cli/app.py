@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from spacelm.arrange.generate import SPLITS
+from spacelm.distributed import launched_run
 from spacelm.errors import ArgumentError, SpacelmError
 from spacelm.render.images import BACKENDS as RENDER_BACKENDS
 from spacelm.train.args import STAGES, TASKS
@@ -320,7 +321,8 @@ def train_command(
     from spacelm.train.sft import train_from_yaml
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    folders = train_from_yaml(config, stage=stage, output_dir=output_dir)
+    with launched_run():
+        folders = train_from_yaml(config, stage=stage, output_dir=output_dir)
     for name, folder in folders.items():
         console.print(f"stage {name}: model in {folder}")
 
@@ -469,7 +471,8 @@ def arrange_sft(
     """Supervised baseline: fine-tune a policy on reference solutions (optionally jittered)."""
     from spacelm.arrange.run import run_sft
 
-    folder = run_sft(config, model=model, output_dir=output_dir, resume=resume, console=console)
+    with launched_run():
+        folder = run_sft(config, model=model, output_dir=output_dir, resume=resume, console=console)
     console.print(f"SFT policy saved to {folder}")
 
 
@@ -484,7 +487,8 @@ def arrange_train(
     """GRPO on format and physics rewards (optional judge), single- or multi-turn; runs under accelerate launch."""
     from spacelm.arrange.run import run_grpo
 
-    folder = run_grpo(config, model=model, output_dir=output_dir, resume=resume, console=console)
+    with launched_run():
+        folder = run_grpo(config, model=model, output_dir=output_dir, resume=resume, console=console)
     console.print(f"GRPO policy saved to {folder}")
 
 

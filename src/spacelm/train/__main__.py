@@ -16,9 +16,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stage", choices=STAGES, default="both")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    from spacelm.distributed import launched_run
     from spacelm.train.sft import train_from_yaml
 
-    train_from_yaml(args.config, stage=args.stage)
+    with launched_run():
+        train_from_yaml(args.config, stage=args.stage)
 
 
 if __name__ == "__main__":
