@@ -244,15 +244,18 @@ DDP_SCRIPT = textwrap.dedent("""
     def length_judge(prompts, completions, completion_ids=None, **columns):  # variance, see above
         return [float(len(c[-1]["content"]) % 50) for c in completions]
 
-    trainer = build_trainer(args, config, [g.task for g in generate_tasks(8, 1, max_objects=2)],
-                            judge=length_judge)
-    with launched_run():  # as `spacelm arrange train` ends a launched run
+    def run():  # the trainer is freed when it returns, before the process group is destroyed
+        trainer = build_trainer(args, config, [g.task for g in generate_tasks(8, 1, max_objects=2)],
+                                judge=length_judge)
         trainer.train()
         digest = hashlib.sha256()
         for name, value in sorted(trainer.model.state_dict().items()):
             digest.update(value.detach().numpy().tobytes())
         rank = trainer.accelerator.process_index
         open(f"{out}/rank{rank}.txt", "w").write(digest.hexdigest() + " " + str(trainer.accelerator.num_processes))
+
+    with launched_run():  # as `spacelm arrange train` ends a launched run
+        run()
 """)
 
 
