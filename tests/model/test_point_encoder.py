@@ -182,3 +182,27 @@ def test_stem_kernel_is_configuration():
                                         ).stem_kernel == 7  # configs saved before the knob load as before
     with pytest.raises(ValueError, match="stem_kernel"):
         PointEncoderConfig(stem_kernel=4)
+
+
+def test_a_second_encoder_reuses_the_first_ones_kernel_maps(monkeypatch):
+    from spacelm.model import sparse_conv
+
+    coords, feats = random_cloud(800, 60, seed=5)
+    torch.manual_seed(0)
+    first, second = PointEncoder(TINY), PointEncoder(TINY)
+    with torch.no_grad():
+        alone = second(coords, feats).features
+    built = []
+    real = sparse_conv.build_kernel_map
+    monkeypatch.setattr(sparse_conv, "build_kernel_map", lambda c, k, *a: built.append(len(c)) or real(c, k, *a))
+    kernel_maps: dict = {}
+    with torch.no_grad():
+        first(coords, feats, kernel_maps)
+        maps_of_first = len(built)
+        shared = second(coords.clone(), feats, kernel_maps).features
+    assert maps_of_first == 6  # the k7 stem, and one k3 map per stride: 1, 2, 4, 8, 16
+    assert len(built) == maps_of_first  # the second encoder built none
+    torch.testing.assert_close(shared, alone, rtol=0, atol=0)
+    other, other_feats = random_cloud(500, 60, seed=6)
+    with pytest.raises(ValueError, match="filled for other coords"):
+        second(other, other_feats, kernel_maps)

@@ -167,18 +167,20 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
 
         Tokens come sample by sample (sample 0's first), the order ``masked_scatter`` fills pad tokens in.
         """
-        encoded, counts = self._encode_points(point_coords, point_features, point_batch, batch_size)
-        branch = self._encode_branch(encoded, point_coords, point_features, point_batch)
+        kernel_maps: dict = {}
+        encoded, counts = self._encode_points(point_coords, point_features, point_batch, batch_size, kernel_maps)
+        branch = self._encode_branch(encoded, point_coords, point_features, point_batch, kernel_maps)
         return self._project(encoded, branch), counts
 
     def _encode_branch(self, encoded: PointEncoderOutput, point_coords: Tensor, point_features: Tensor,
-                       point_batch: Tensor) -> PointEncoderOutput | None:
-        """The head's own encoder on the same voxels (``token_head_input: branch``), else None."""
+                       point_batch: Tensor, kernel_maps: dict | None = None) -> PointEncoderOutput | None:
+        """The head's own encoder on the same voxels (``token_head_input: branch``), else None.
+        ``kernel_maps``: the point encoder's, filled by ``_encode_points`` (the same voxels and strides)."""
         if self.token_branch is None:
             return None
         device = self.token_branch.input_proj.weight.device
         coords = torch.cat([point_batch.long()[:, None], point_coords.long()], dim=1).to(device)  # (N, 4)
-        branch = self.token_branch(coords, point_features.to(device))
+        branch = self.token_branch(coords, point_features.to(device), kernel_maps)
         if not torch.equal(branch.coords, encoded.coords):  # same grid and stride: checked in the config
             raise RuntimeError("the token branch's cells differ from the point encoder's")
         return branch
@@ -196,13 +198,16 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
         return tokens + self.marks_projector(marks)
 
     def _encode_points(self, point_coords: Tensor, point_features: Tensor, point_batch: Tensor,
-                       batch_size: int) -> tuple[PointEncoderOutput, Tensor]:
-        """The encoder's output for a batch, and its ``(B,)`` token counts padded to ``batch_size``."""
+                       batch_size: int, kernel_maps: dict | None = None) -> tuple[PointEncoderOutput, Tensor]:
+        """The encoder's output for a batch, and its ``(B,)`` token counts padded to ``batch_size``.
+        ``kernel_maps``: a dict the encoder fills with its neighbour maps, for the token branch to reuse."""
         if point_features is None or point_batch is None:
             raise ValueError("point_coords needs point_features and point_batch as well")
         device = self.point_encoder.input_proj.weight.device
         coords = torch.cat([point_batch.long()[:, None], point_coords.long()], dim=1).to(device)  # (N, 4)
-        encoded = self.point_encoder(coords, point_features.to(device))
+        # Sonata has no kernel maps to share (the token branch needs the SceneScript encoder).
+        shared = (kernel_maps,) if isinstance(self.point_encoder, PointEncoder) and kernel_maps is not None else ()
+        encoded = self.point_encoder(coords, point_features.to(device), *shared)
         counts = encoded.counts
         if len(counts) > batch_size:
             raise ValueError(f"point_batch holds sample index {len(counts) - 1} but the text batch has "
@@ -299,8 +304,10 @@ class SpatialLMForCausalLM(PreTrainedModel, GenerationMixin):
                 raise ValueError("point inputs need input_ids to find the <|point_pad|> tokens")
             if self.config.point_token_id is None:
                 raise ValueError("config.point_token_id is not set; build the model with from_base_lm")
-            encoded, counts = self._encode_points(point_coords, point_features, point_batch, len(input_ids))
-            branch = self._encode_branch(encoded, point_coords, point_features, point_batch)
+            kernel_maps: dict = {}
+            encoded, counts = self._encode_points(point_coords, point_features, point_batch, len(input_ids),
+                                                  kernel_maps)
+            branch = self._encode_branch(encoded, point_coords, point_features, point_batch, kernel_maps)
             if labels is not None and (token_boxes is not None or self.config.token_extent_weight):
                 voxel_coords = torch.cat([point_batch.long()[:, None], point_coords.long()], dim=1)  # (N, 4)
                 token_loss = self.token_loss(encoded, voxel_coords, token_boxes, branch)

@@ -210,14 +210,22 @@ class PointEncoder(nn.Module):
         self.sparse_resnet = ResNet3DSparse(self.config)
         self.input_proj = nn.Linear(self.config.embed_dim + n_fourier, self.config.embed_dim)
 
-    def forward(self, coords: Tensor, features: Tensor) -> PointEncoderOutput:
+    def forward(self, coords: Tensor, features: Tensor, kernel_maps: dict | None = None) -> PointEncoderOutput:
         """``coords``: (N, 4) int64 ``[batch, x, y, z]`` grid coords in ``[0, num_bins)``, one row per voxel.
-        ``features``: (N, input_channels) float. Returns float32 tokens whatever the autocast state."""
+        ``features``: (N, input_channels) float. Returns float32 tokens whatever the autocast state.
+
+        ``kernel_maps``: a dict that holds the neighbour maps of these ``coords`` (``SparseTensor.cache``),
+        filled here when empty; a second encoder on the same voxels passes the same dict and builds none.
+        """
         self._check_inputs(coords, features)
         batch_size = int(coords[:, 0].max()) + 1
         cfg = self.config
         with torch.autocast(coords.device.type, enabled=False):
-            out = self.sparse_resnet(SparseTensor(features.float(), coords))  # (T, D) at token_stride
+            cache = {} if kernel_maps is None else kernel_maps
+            known = cache.setdefault(("coords", 1, 0), coords)
+            if known is not coords and not torch.equal(known, coords):
+                raise ValueError("kernel_maps was filled for other coords; pass a new dict for new voxels")
+            out = self.sparse_resnet(SparseTensor(features.float(), coords, 1, cache))  # (T, D) at token_stride
             cells = out.coords[:, 1:].float() / (cfg.num_bins // cfg.token_stride - 1)  # (T, 3) in [0, 1]
             tokens = torch.cat([out.features, fourier_features(cells, cfg.num_fourier_freqs)], dim=1)
             tokens = self.input_proj(tokens)  # (T, D)

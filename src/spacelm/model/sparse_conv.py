@@ -47,7 +47,8 @@ class SparseTensor:
     ``features``: (N, C) float. ``coords``: (N, 4) int64 ``[batch, x, y, z]`` in units of ``stride`` input
     voxels (torchsparse v2 convention: a stride-16 tensor holds ``floor(c / 16)``). ``cache`` holds kernel
     maps keyed by ``(kind, stride, kernel size)``; every tensor derived from one input shares it, so the two
-    convs of a ResBlock build their neighbour map once. Leave it at its default when building a tensor.
+    convs of a ResBlock build their neighbour map once. Leave it at its default when building a tensor,
+    or pass the cache of a tensor on the same coords (a second encoder on the same voxels).
 
     >>> x = SparseTensor(torch.ones(2, 3), torch.tensor([[0, 0, 0, 0], [0, 0, 0, 1]]))
     >>> x.replace_features(torch.zeros(2, 5)).features.shape
