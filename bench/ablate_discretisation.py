@@ -1,9 +1,9 @@
 """The seed's claim, tested: does writing the layout as integer bins beat metric floats?
 
 SpatialLM's paper says discretised layout text cuts localisation error by 37% against raw floats.
-This trains the quickstart's tiny model twice on the same synthetic rooms, for the same number of
-optimiser steps and with the same seed, once with integer bins (``layout_decimals: null``, 5 cm bins)
-and once with metric floats of two decimals (``layout_decimals: 2``), then predicts held-out rooms
+This trains the quickstart's tiny model twice on the quickstart's synthetic rooms, for the same number
+of optimiser steps and with the same seed, once with integer bins (``layout_decimals: null``, 10 cm
+bins) and once with metric floats of two decimals (``layout_decimals: 2``), then predicts held-out rooms
 greedily and prints, per variant:
 
 - F1 at IoU 0.25 and 0.5 (walls, doors, windows, objects = mean over box classes);
@@ -13,6 +13,9 @@ greedily and prints, per variant:
   the 4 yaw-symmetric orders).
 
     python bench/ablate_discretisation.py --steps 600 --output out/ablation
+    # both arms with the token branch, to convergence (about 85 min an arm on 2 cores); one arm at a
+    # time works too (--arms floats2): each is added to ablation.json, a finished arm is not retrained
+    python bench/ablate_discretisation.py --token-branch --steps 8000 --stage1-steps 258 --output out/ablation_branch
 
 Both runs share rooms and everything but the answer's number format; the answer in floats is longer
 (e.g. ``3.45`` is 4 tokens, ``69`` is 2), which is part of what is compared.
@@ -28,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from spacelm.quickstart import DENSITY, quickstart_config
+from spacelm.quickstart import ROOMS, quickstart_config
 from spacelm.scene.geometry import (
     box_corners,
     box_iou_3d,
@@ -41,15 +44,23 @@ from spacelm.scene.layout import Layout
 MATCH_IOU = 0.25
 
 
-def train_variant(name: str, decimals: int | None, data: Path, output: Path, steps: int, seed: int) -> Path:
+ARMS = {"bins": None, "floats2": 2}  # arm -> model.layout_decimals
+# Every 1,000 steps F1 on this many held-out rooms goes to TensorBoard (runs/ of each stage): is the arm converged?
+CURVE_ROOMS = 30
+
+
+def train_variant(name: str, decimals: int | None, data: Path, output: Path, args) -> Path:
     from spacelm.train.sft import train
 
     config = quickstart_config(output / name, train_dir=data / "train", val_dir=data / "val",
-                               stage1_minutes=1.0, stage2_minutes=1.0, seed=seed)
+                               stage1_minutes=1.0, stage2_minutes=1.0, seed=args.seed,
+                               token_branch=args.token_branch)
     config.model.layout_decimals = decimals
-    for stage, n in ((config.stage1, max(1, steps // 20)), (config.stage2, steps)):
+    stage1_steps = args.stage1_steps or max(1, args.steps // 20)
+    for stage, n in ((config.stage1, stage1_steps), (config.stage2, args.steps)):
         stage.time_limit_minutes, stage.max_steps = None, n
-    config.logging.report_to = ["none"]
+    config.validation.num_rooms = CURVE_ROOMS
+    config.validation.max_new_tokens = args.max_new_tokens
     folders = train(config, "both", show_progress=True)
     return folders["2"]
 
@@ -125,6 +136,10 @@ def localisation(scenes) -> dict[str, dict[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=600, help="stage-2 optimiser steps of each variant")
+    parser.add_argument("--stage1-steps", type=int, default=0, help="stage-1 steps (0: a twentieth of --steps)")
+    parser.add_argument("--token-branch", action="store_true",
+                        help="the quickstart's model with the token branch (spacelm quickstart --token-branch)")
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     parser.add_argument("--rooms", type=int, default=1000)
     parser.add_argument("--val-rooms", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
@@ -137,21 +152,30 @@ def main() -> None:
     from spacelm.train.sft import f1_by_class
 
     data = args.output / "data"
-    synthesize_dataset(data / "train", args.rooms, seed=args.seed, val_fraction=0.0, workers=2, density=DENSITY)
-    synthesize_dataset(data / "val", args.val_rooms, seed=args.seed + 1, val_fraction=1.0, workers=2,
-                       density=DENSITY)
-    results = {}
-    for name, decimals in (("bins", None), ("floats2", 2)):
+    synthesize_dataset(data / "train", args.rooms, seed=args.seed, val_fraction=0.0, workers=2, synth=ROOMS)
+    synthesize_dataset(data / "val", args.val_rooms, seed=args.seed + 1, val_fraction=1.0, workers=2, synth=ROOMS)
+    summary = args.output / "ablation.json"
+    # Arms of earlier invocations stay, so the two can run one at a time (a finished stage is not retrained).
+    results = json.loads(summary.read_text()) if summary.is_file() else {}
+    budget = {"steps": args.steps, "stage1_steps": args.stage1_steps or max(1, args.steps // 20),
+              "token_branch": args.token_branch, "seed": args.seed, "rooms": args.rooms}
+    for name, result in results.items():
+        if result.get("budget", budget) != budget:
+            raise SystemExit(f"{summary} holds arm {name} trained with {result['budget']}, not {budget}: "
+                             "choose another --output")
+    for name in args.arms:
         tic = time.monotonic()
-        model_dir = train_variant(name, decimals, data, args.output, args.steps, args.seed)
+        model_dir = train_variant(name, ARMS[name], data, args.output, args)
         train_minutes = (time.monotonic() - tic) / 60
         scenes = predict_rooms(model_dir, data / "val", args.max_new_tokens)
         f1 = f1_by_class(evaluate_scenes(scenes))
-        results[name] = {"train_minutes": train_minutes,
+        results[name] = {"train_minutes": train_minutes, "budget": budget,
                          "f1": {k: {str(t): v for t, v in f1[k].items()}
                                 for k in ("wall", "door", "window", "objects") if k in f1},
                          "localisation": localisation(scenes)}
-    (args.output / "ablation.json").write_text(json.dumps(results, indent=1) + "\n")
+        tmp = summary.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(results, indent=1) + "\n")
+        tmp.replace(summary)
 
     print(f"\n{args.steps} stage-2 steps each, {args.val_rooms} held-out rooms, matches at IoU >= {MATCH_IOU}")
     print(f"{'variant':<9} {'train min':>9} {'wall@.5':>8} {'door@.25':>8} {'win@.25':>8} {'obj@.25':>8} "
@@ -167,10 +191,13 @@ def main() -> None:
                         f"{r['localisation'][kind]['centre_cm']:.1f} corner {r['localisation'][kind]['corner_cm']:.1f}"
                         for name, r in results.items())
         print(f"  {kind:<7} {row}")
+    if set(ARMS) - set(results):
+        print(f"arms still to run: {' '.join(sorted(set(ARMS) - set(results)))}; written to {summary}")
+        return
     b, f = results["bins"]["localisation"]["all"], results["floats2"]["localisation"]["all"]
     print(f"bins vs floats: centre error {100 * (1 - b['centre_cm'] / f['centre_cm']):+.0f}% lower, "
           f"corner error {100 * (1 - b['corner_cm'] / f['corner_cm']):+.0f}% lower "
-          "(the seed claims 37% lower); written to " + str(args.output / "ablation.json"))
+          "(the seed claims 37% lower); written to " + str(summary))
 
 
 if __name__ == "__main__":

@@ -72,8 +72,12 @@ Variants (each is the quickstart's config with the change named):
   classes as labels too); ``tokens_w0.1``: ``tokens`` with the head's loss at 0.1x; ``tokens_w0.1_extent``:
   that with the extent target too (``token_extent_weight`` 1); ``branch_w0.1``: ``tokens_w0.1`` with the
   head on its own branch, as ``door_probe_branch_w0.1``; ``branch_x10``: the branch's marks at 10x on door,
-  window and the 8 box classes, no wall (as ``door_probe_branch_door_x10``); ``boxes_w0.1``: the quickstart with the
-  head at 0.1x on its 8 box classes only (do box marks cost the walls as door marks do?);
+  window and the 8 box classes, no wall (as ``door_probe_branch_door_x10``; ``spacelm quickstart
+  --token-branch``); ``branch_x10_heads2``: that with the LM's attention in 2 heads of 64 dims instead of 4
+  of 32 (1 key/value head; is the step cheaper?); ``branch_x10_floats2``: ``branch_x10`` writing metres
+  with 2 decimals (``layout_decimals: 2``) instead of integer bins (``bench/ablate_discretisation.py
+  --token-branch``); ``boxes_w0.1``: the quickstart with the head at 0.1x on its 8 box classes only (do
+  box marks cost the walls as door marks do?);
 - ``probe_task``: ``arch`` on easier rooms, close to ``shared/research/quickstart-feasibility.md``'s probe:
   rectangular, no doors or windows, 2-6 boxes, so the answer is four walls (is it our model or the
   full generator that learns slowly?).
@@ -90,7 +94,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from spacelm.quickstart import QUICKSTART_CLASSES
+from spacelm.quickstart import QUICKSTART_CLASSES, TOKEN_BRANCH
 
 ARCH = {"data": {"task": "arch"}}
 # Token supervision (model.token_labels): a head on the encoder tokens learns which of these each cell touches.
@@ -106,7 +110,7 @@ CELLS40 = {"model": {"point_encoder": {"channels": [8, 16, 32]}}}
 # The quickstart's encoder at twice its widths (channels 8-8-16-32 -> 16-16-32-64, 64 -> 128 features).
 WIDE = {"channels": [16, 16, 32, 64], "embed_dim": 128}
 # The token head's own encoder (token_head_input: branch) at half the quickstart encoder's widths.
-BRANCH = {"token_head_input": "branch", "token_branch": {"channels": [4, 4, 8, 16], "embed_dim": 32}}
+BRANCH = {key: TOKEN_BRANCH[key] for key in ("token_head_input", "token_branch")}
 # A steadier learning curve than the quickstart's 10 rooms a point (about 20 s a point for the arch task).
 VAL30 = {"validation": {"num_rooms": 30}}
 VARIANTS: dict[str, dict] = {
@@ -157,8 +161,9 @@ VARIANTS: dict[str, dict] = {
     "tokens_w0.1": {**VAL30, "model": {"token_labels": [*STRUCTURE, *QUICKSTART_CLASSES], "token_loss_weight": 0.1}},
     "branch_w0.1": {**VAL30, "model": {"token_labels": [*STRUCTURE, *QUICKSTART_CLASSES], "token_loss_weight": 0.1,
                                        **BRANCH}},
-    "branch_x10": {**VAL30, "model": {"token_labels": ["door", "window", *QUICKSTART_CLASSES], "token_loss_weight": 0.1,
-                                      "token_marks_scale": 10.0, **BRANCH}},
+    "branch_x10": {**VAL30, "model": TOKEN_BRANCH},  # spacelm quickstart --token-branch
+    "branch_x10_heads2": {**VAL30, "model": {**TOKEN_BRANCH, "tiny_lm": {"num_heads": 2}}},
+    "branch_x10_floats2": {**VAL30, "model": {**TOKEN_BRANCH, "layout_decimals": 2}},
     "boxes_w0.1": {**VAL30, "model": {"token_labels": list(QUICKSTART_CLASSES), "token_loss_weight": 0.1}},
     "tokens_w0.1_extent": {**VAL30, "model": {"token_labels": [*STRUCTURE, *QUICKSTART_CLASSES],
                                               "token_loss_weight": 0.1, "token_extent_weight": 1.0}},

@@ -1,5 +1,6 @@
 """Two-stage training on tiny synthetic rooms: what each stage trains, resume, config errors, data, DDP."""
 
+import dataclasses
 import json
 import logging
 import os
@@ -192,7 +193,7 @@ def test_yaml_errors_name_file_and_key(tmp_path):
 
 
 def test_shipped_configs_load_and_fit_the_style_limit():
-    for name in ("quickstart.yaml", "qwen2.5-0.5b.yaml"):
+    for name in ("quickstart.yaml", "quickstart-token-branch.yaml", "qwen2.5-0.5b.yaml"):
         path = REPO / "configs" / name
         config = load_config(path)
         assert config.stage1.learning_rate > 0
@@ -208,6 +209,21 @@ def test_quickstart_yaml_matches_the_quickstart_defaults(tmp_path):
                                 stage2_minutes=from_yaml.stage2.time_limit_minutes)
     for part in ("model", "stage1", "stage2", "data", "validation"):
         assert getattr(from_yaml, part) == getattr(in_code, part), part
+
+
+def test_the_token_branch_yaml_is_the_quickstart_with_token_branch_on_a_step_budget(tmp_path):
+    from spacelm.quickstart import quickstart_config
+
+    from_yaml = load_config(REPO / "configs" / "quickstart-token-branch.yaml")
+    in_code = quickstart_config(tmp_path, train_dir="data/quickstart/train", val_dir="data/quickstart/val",
+                                stage1_minutes=1.0, stage2_minutes=1.0, token_branch=True)
+    for part in ("model", "data", "validation"):
+        assert getattr(from_yaml, part) == getattr(in_code, part), part
+    assert from_yaml.model.token_head_input == "branch" and "door" in from_yaml.model.token_labels
+    for stage, steps in (("stage1", 258), ("stage2", 8000)):  # the run docs/training.md reports
+        assert dataclasses.replace(getattr(from_yaml, stage), max_steps=-1, time_limit_minutes=1.0) == \
+            getattr(in_code, stage), stage
+        assert getattr(from_yaml, stage).max_steps == steps and getattr(from_yaml, stage).time_limit_minutes is None
 
 
 def test_dataset_labels_only_the_answer_and_is_repeatable(dataset, base_lm):
