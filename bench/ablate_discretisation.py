@@ -56,8 +56,7 @@ def train_variant(name: str, decimals: int | None, data: Path, output: Path, arg
                                stage1_minutes=1.0, stage2_minutes=1.0, seed=args.seed,
                                token_branch=args.token_branch)
     config.model.layout_decimals = decimals
-    stage1_steps = args.stage1_steps or max(1, args.steps // 20)
-    for stage, n in ((config.stage1, stage1_steps), (config.stage2, args.steps)):
+    for stage, n in ((config.stage1, args.stage1_steps), (config.stage2, args.steps)):
         stage.time_limit_minutes, stage.max_steps = None, n
     config.validation.num_rooms = CURVE_ROOMS
     config.validation.max_new_tokens = args.max_new_tokens
@@ -146,6 +145,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=1536, help="floats make longer answers")
     parser.add_argument("--output", type=Path, default=Path("out/ablation"))
     args = parser.parse_args()
+    args.stage1_steps = args.stage1_steps or max(1, args.steps // 20)
 
     from spacelm.datasets.convert import synthesize_dataset
     from spacelm.scene.metrics import evaluate_scenes
@@ -157,7 +157,7 @@ def main() -> None:
     summary = args.output / "ablation.json"
     # Arms of earlier invocations stay, so the two can run one at a time (a finished stage is not retrained).
     results = json.loads(summary.read_text()) if summary.is_file() else {}
-    budget = {"steps": args.steps, "stage1_steps": args.stage1_steps or max(1, args.steps // 20),
+    budget = {"steps": args.steps, "stage1_steps": args.stage1_steps,
               "token_branch": args.token_branch, "seed": args.seed, "rooms": args.rooms}
     for name, result in results.items():
         if result.get("budget", budget) != budget:
