@@ -76,8 +76,9 @@ Variants (each is the quickstart's config with the change named):
   --token-branch``); ``branch_x10_heads2``: that with the LM's attention in 2 heads of 64 dims instead of 4
   of 32 (1 key/value head; is the step cheaper?); ``branch_x10_floats2``: ``branch_x10`` writing metres
   with 2 decimals (``layout_decimals: 2``) instead of integer bins (``bench/ablate_discretisation.py
-  --token-branch``); ``boxes_w0.1``: the quickstart with the head at 0.1x on its 8 box classes only (do
-  box marks cost the walls as door marks do?);
+  --token-branch``); ``branch_x10_lr2e-3``: ``branch_x10`` with stage 2 at twice the learning rate (does the
+  LM learn to read the marks sooner?); ``boxes_w0.1``: the quickstart with the head at 0.1x on its 8 box
+  classes only (do box marks cost the walls as door marks do?);
 - ``probe_task``: ``arch`` on easier rooms, close to ``shared/research/quickstart-feasibility.md``'s probe:
   rectangular, no doors or windows, 2-6 boxes, so the answer is four walls (is it our model or the
   full generator that learns slowly?).
@@ -164,6 +165,7 @@ VARIANTS: dict[str, dict] = {
     "branch_x10": {**VAL30, "model": TOKEN_BRANCH},  # spacelm quickstart --token-branch
     "branch_x10_heads2": {**VAL30, "model": {**TOKEN_BRANCH, "tiny_lm": {"num_heads": 2}}},
     "branch_x10_floats2": {**VAL30, "model": {**TOKEN_BRANCH, "layout_decimals": 2}},
+    "branch_x10_lr2e-3": {**VAL30, "model": TOKEN_BRANCH, "stage2": {"learning_rate": 2e-3}},
     "boxes_w0.1": {**VAL30, "model": {"token_labels": list(QUICKSTART_CLASSES), "token_loss_weight": 0.1}},
     "tokens_w0.1_extent": {**VAL30, "model": {"token_labels": [*STRUCTURE, *QUICKSTART_CLASSES],
                                               "token_loss_weight": 0.1, "token_extent_weight": 1.0}},

@@ -62,8 +62,8 @@ MAX_NEW_TOKENS = 1024  # the longest synthetic room is about 800 answer tokens
 RELIANCE_ROOMS = 16  # held-out rooms scored with their own and with another room's cloud (a few seconds)
 # ``--token-branch``: a second encoder at half the widths learns which of these labels each 80 cm token
 # cell touches (the head's loss at 0.1x); its marks, at 10x, are added to the point tokens the LM reads.
-# It meets every target after about 7,000 stage-2 steps (about 70 minutes here), not in 25 minutes, where
-# it is behind the default (docs/training.md, "Every target in 258 + 8,000 steps").
+# It meets every target after about 6,000-7,000 stage-2 steps (65-75 minutes here; `--minutes 90` met them
+# all), not in 25 minutes, where it is behind the default (docs/training.md, "Every target on the clock").
 TOKEN_BRANCH = {"token_labels": ["door", "window", *QUICKSTART_CLASSES], "token_loss_weight": 0.1,
                 "token_marks_scale": 10.0, "token_head_input": "branch",
                 "token_branch": {"channels": [4, 4, 8, 16], "embed_dim": 32}}
@@ -125,7 +125,7 @@ def run_quickstart(output_dir: str | Path, *, minutes: float = 25.0, rooms: int 
     console.print(f"rooms: {describe_rooms(ROOMS)}")
     if token_branch:
         console.print("model: with the token branch (door, window and box-class marks from a second encoder, "
-                      "added to the point tokens); it needs about 70 minutes on 2 cores to meet the targets")
+                      "added to the point tokens); it met every target with --minutes 90 on 2 cores")
     settings = generator_settings(ROOMS)
     for folder in (train_dir, val_dir):  # rooms of an earlier spacelm's generator are made again
         if folder.exists() and synthesized_with(folder) != settings:
